@@ -1,0 +1,32 @@
+// The virtual clock. Time is in ticks; one tick is one retired guest
+// instruction (a virtual nanosecond at the model's 1 GHz). Wall-clock time
+// never enters the machine.
+#ifndef IRQLAB_EMU_CLOCK_H_
+#define IRQLAB_EMU_CLOCK_H_
+
+#include <cstdint>
+
+namespace irqlab {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  // Current virtual time. Inside a vCPU slice this includes the instructions
+  // that vCPU has retired so far in the slice.
+  virtual uint64_t Now() const = 0;
+};
+
+// A clock set by hand, for tests and host-only models.
+class ManualClock : public Clock {
+ public:
+  uint64_t Now() const override { return now_; }
+  void Set(uint64_t t) { now_ = t; }
+  void Advance(uint64_t dt) { now_ += dt; }
+
+ private:
+  uint64_t now_ = 0;
+};
+
+}  // namespace irqlab
+
+#endif  // IRQLAB_EMU_CLOCK_H_
