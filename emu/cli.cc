@@ -1,1 +1,248 @@
-// placeholder
+#include "emu/cli.h"
+
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "emu/machine.h"
+#include "emu/scenario.h"
+#include "firmware-stubs/builtin_kernels.h"
+
+ABSL_FLAG(std::string, trace, "",
+          "write the text trace (one line per event) to this file; '-' for stdout");
+ABSL_FLAG(std::string, perfetto, "",
+          "write a Chrome/Perfetto trace-event JSON file (open in ui.perfetto.dev)");
+ABSL_FLAG(int64_t, seed, -1, "override the scenario's seed (run)");
+ABSL_FLAG(int32_t, cpus, 1, "number of vCPUs (boot)");
+ABSL_FLAG(std::string, ram, "64M", "guest RAM size, e.g. 64M, 1G (boot)");
+ABSL_FLAG(std::string, append, "", "kernel command line (boot)");
+ABSL_FLAG(std::string, initrd, "", "file loaded as multiboot module 0 (boot)");
+ABSL_FLAG(int64_t, max_time, 1'000'000'000,
+          "virtual time limit in ticks (1 tick = 1 guest instruction = 1 virtual ns) (boot)");
+ABSL_FLAG(bool, quiet, false, "do not echo the guest's serial output");
+
+namespace irqlab {
+namespace {
+
+constexpr char kUsage[] = R"(irqlab: an x86 full-system emulator of the interrupt path.
+
+Usage:
+  irqlab                         run the built-in default scenario (demo)
+  irqlab run FILE.textproto...   run scenario files, check their expectations
+      [--trace=out.txt] [--perfetto=out.json] [--seed=N] [--quiet]
+  irqlab boot KERNEL             boot a multiboot kernel (file or built-in name),
+      [--cpus=N] [--ram=SIZE]    QEMU -kernel style, on the PC platform; exits
+      [--append=CMDLINE]         with the guest's debug-exit status
+      [--initrd=FILE] [--device=NAME[,key=value...]]... [--trace=...] [--max_time=T]
+  irqlab kernels                 list the built-in guest kernels
+
+Exit codes: run: 0 all expectations passed, 1 one failed; boot: the guest's
+debug-exit status (v << 1) | 1; 2 bad input; 124 virtual time limit;
+125 hang (no vCPU can run, nothing pending); 126 vCPU shutdown (triple fault).)";
+
+int ReportRun(const RunResult& r) {
+  switch (r.outcome) {
+    case RunResult::Outcome::kExit: return r.exit_status;
+    case RunResult::Outcome::kTimeLimit:
+      std::cerr << "irqlab: " << r.detail << "\n";
+      return kExitTimeLimit;
+    case RunResult::Outcome::kHang:
+      std::cerr << "irqlab: guest hang: " << r.detail << "\n";
+      return kExitHang;
+    case RunResult::Outcome::kShutdown:
+      std::cerr << "irqlab: " << r.detail << "\n";
+      return kExitShutdown;
+  }
+  return kExitShutdown;
+}
+
+RunOptions CommonOptions() {
+  RunOptions o;
+  o.trace_path = absl::GetFlag(FLAGS_trace);
+  o.perfetto_path = absl::GetFlag(FLAGS_perfetto);
+  if (absl::GetFlag(FLAGS_seed) >= 0) o.seed = absl::GetFlag(FLAGS_seed);
+  if (!absl::GetFlag(FLAGS_quiet)) o.console = &std::cout;
+  return o;
+}
+
+int RunParsed(const absl::StatusOr<scenario::Scenario>& s, RunOptions options) {
+  if (!s.ok()) {
+    std::cerr << "irqlab: " << s.status().message() << "\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<ScenarioReport> report = RunScenario(*s, options);
+  if (!report.ok()) {
+    std::cerr << "irqlab: " << report.status().message() << "\n";
+    return kExitUsage;
+  }
+  std::cout.flush();
+  std::cout << "== scenario " << (s->name().empty() ? "(unnamed)" : s->name()) << "\n";
+  report->Print(std::cout);
+  return report->passed() ? kExitOk : kExitExpectationFailed;
+}
+
+int CmdRun(const std::vector<std::string>& files) {
+  if (files.empty()) {
+    std::cerr << "irqlab run: give at least one scenario file\n";
+    return kExitUsage;
+  }
+  int worst = kExitOk;
+  for (const std::string& f : files) {
+    RunOptions o = CommonOptions();
+    const size_t slash = f.find_last_of('/');
+    o.base_dir = slash == std::string::npos ? "." : f.substr(0, slash);
+    const int rc = RunParsed(LoadScenarioFile(f), o);
+    worst = std::max(worst, rc);
+  }
+  return worst;
+}
+
+int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>& devices) {
+  if (args.size() != 1) {
+    std::cerr << "irqlab boot: give exactly one kernel (a file or a built-in name)\n";
+    return kExitUsage;
+  }
+  for (const std::string& d : devices) {
+    std::cerr << "irqlab boot: --device=" << d
+              << ": unknown device (this build has no optional devices yet)\n";
+    return kExitUsage;
+  }
+  absl::StatusOr<uint64_t> ram = ParseSize(absl::GetFlag(FLAGS_ram));
+  if (!ram.ok()) {
+    std::cerr << "irqlab boot: --ram: " << ram.status().message() << "\n";
+    return kExitUsage;
+  }
+  MachineConfig mc;
+  mc.cpus = absl::GetFlag(FLAGS_cpus);
+  mc.ram_bytes = *ram;
+  if (!absl::GetFlag(FLAGS_quiet)) mc.console = &std::cout;
+
+  std::vector<uint8_t> bytes;
+  absl::Span<const uint8_t> kernel;
+  if (const BuiltinKernel* k = FindBuiltinKernel(args[0]); k != nullptr) {
+    kernel = k->elf;
+  } else {
+    absl::StatusOr<std::vector<uint8_t>> file = ReadKernelFile(args[0]);
+    if (!file.ok()) {
+      std::cerr << "irqlab boot: " << file.status().message() << "\n";
+      return kExitUsage;
+    }
+    bytes = std::move(*file);
+    kernel = bytes;
+  }
+  std::vector<MultibootModule> modules;
+  if (const std::string initrd = absl::GetFlag(FLAGS_initrd); !initrd.empty()) {
+    absl::StatusOr<std::vector<uint8_t>> file = ReadKernelFile(initrd);
+    if (!file.ok()) {
+      std::cerr << "irqlab boot: --initrd: " << file.status().message() << "\n";
+      return kExitUsage;
+    }
+    modules.push_back(MultibootModule{initrd, std::move(*file)});
+  }
+
+  Tracer tracer;
+  std::ofstream trace_file, perfetto_file;
+  std::unique_ptr<TextTraceWriter> text;
+  std::unique_ptr<PerfettoTraceWriter> perfetto;
+  if (const std::string p = absl::GetFlag(FLAGS_trace); !p.empty()) {
+    std::ostream* out = &std::cout;
+    if (p != "-") {
+      trace_file.open(p);
+      if (!trace_file) {
+        std::cerr << "irqlab boot: --trace: cannot write \"" << p << "\"\n";
+        return kExitUsage;
+      }
+      out = &trace_file;
+    }
+    text = std::make_unique<TextTraceWriter>(out);
+    tracer.AddSink(text.get());
+  }
+  if (const std::string p = absl::GetFlag(FLAGS_perfetto); !p.empty()) {
+    perfetto_file.open(p);
+    if (!perfetto_file) {
+      std::cerr << "irqlab boot: --perfetto: cannot write \"" << p << "\"\n";
+      return kExitUsage;
+    }
+    perfetto = std::make_unique<PerfettoTraceWriter>(&perfetto_file);
+    tracer.AddSink(perfetto.get());
+  }
+
+  absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(mc, &tracer);
+  if (!machine.ok()) {
+    std::cerr << "irqlab boot: " << machine.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (absl::Status st = (*machine)->LoadKernel(kernel, absl::GetFlag(FLAGS_append), modules);
+      !st.ok()) {
+    std::cerr << "irqlab boot: " << args[0] << ": " << st.message() << "\n";
+    return kExitUsage;
+  }
+  const int64_t max_time = absl::GetFlag(FLAGS_max_time);
+  RunResult r = (*machine)->Run(max_time > 0 ? static_cast<uint64_t>(max_time) : 1);
+  tracer.Finish();
+  std::cout.flush();
+  return ReportRun(r);
+}
+
+int CmdKernels() {
+  for (const BuiltinKernel& k : BuiltinKernels()) {
+    std::cout << absl::StrFormat("%-12s %s\n", k.name, k.description);
+  }
+  return kExitOk;
+}
+
+}  // namespace
+
+int IrqlabMain(int argc, char** argv) {
+  absl::SetProgramUsageMessage(kUsage);
+  absl::FlagsUsageConfig config;
+  config.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "emu/cli.cc");
+  };
+  config.version_string = [] { return std::string("irqlab 0.1\n"); };
+  absl::SetFlagsUsageConfig(config);
+
+  // --device may repeat and contains commas (NAME,key=value,...), which a
+  // vector<string> Abseil flag would split; take it out before parsing.
+  std::vector<std::string> devices;
+  std::vector<char*> rest;
+  for (int i = 0; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (i > 0 && absl::StartsWith(a, "--device=")) {
+      devices.emplace_back(a.substr(9));
+    } else if (i > 0 && a == "--device" && i + 1 < argc) {
+      devices.emplace_back(argv[++i]);
+    } else {
+      rest.push_back(argv[i]);
+    }
+  }
+  std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
+  std::vector<std::string> args(positional.begin() + 1, positional.end());
+
+  if (args.empty()) {
+    RunOptions o = CommonOptions();
+    return RunParsed(ParseScenario(kDefaultScenario, "<built-in default scenario>"), o);
+  }
+  const std::string cmd = args[0];
+  args.erase(args.begin());
+  if (cmd == "run") return CmdRun(args);
+  if (cmd == "boot") return CmdBoot(args, devices);
+  if (cmd == "kernels") return CmdKernels();
+  if (cmd == "help") {
+    std::cout << kUsage << "\n";
+    return kExitOk;
+  }
+  std::cerr << "irqlab: unknown command \"" << cmd << "\"; see irqlab --help\n";
+  return kExitUsage;
+}
+
+}  // namespace irqlab

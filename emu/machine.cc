@@ -1,1 +1,279 @@
-// placeholder
+#include "emu/machine.h"
+
+#include <ostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "emu/status_macros.h"
+
+namespace irqlab {
+
+int PendingVectors::PendingVector() {
+  // Highest vector first, like the APIC's priority order (SDM 11.8.3).
+  for (int v = 255; v >= 0; --v) {
+    if (irr_.test(v)) return v;
+  }
+  return -1;
+}
+
+std::string OutcomeName(RunResult::Outcome outcome) {
+  switch (outcome) {
+    case RunResult::Outcome::kExit: return "exit";
+    case RunResult::Outcome::kHang: return "hang";
+    case RunResult::Outcome::kTimeLimit: return "time_limit";
+    case RunResult::Outcome::kShutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+Machine::Machine(const MachineConfig& config, Tracer* tracer)
+    : config_(config),
+      tracer_(tracer != nullptr ? tracer : &null_tracer_),
+      mmio_("memory", AddressSpace::kPhysicalSpaceLimit, trace::MMIO_UNMAPPED, tracer_, this),
+      ports_("ports", AddressSpace::kPortSpaceLimit, trace::PORT_UNMAPPED, tracer_, this) {}
+
+Machine::~Machine() = default;
+
+absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(
+    const MachineConfig& config, Tracer* tracer) {
+  if (config.cpus < 1 || config.cpus > MachineConfig::kMaxCpus) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "machine.cpus: must be between 1 and %d, got %d",
+        MachineConfig::kMaxCpus, config.cpus));
+  }
+  if (config.ram_bytes < (2ull << 20) || config.ram_bytes % 4096 != 0 ||
+      config.ram_bytes > (3ull << 30)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "machine.ram: must be a multiple of 4 KiB between 2 MiB and 3 GiB "
+        "(RAM ends below the MMIO hole), got %d bytes",
+        config.ram_bytes));
+  }
+  if (config.slice_ticks == 0) {
+    return absl::InvalidArgumentError("machine.slice_ticks: must be > 0");
+  }
+  std::unique_ptr<Machine> m(new Machine(config, tracer));
+  RETURN_IF_ERROR(m->Init());
+  return m;
+}
+
+absl::Status Machine::Init() {
+  ASSIGN_OR_RETURN(ram_, GuestRam::Create(config_.ram_bytes));
+  const DeviceTraceContext tc{tracer_, this};
+
+  // PC platform devices (QEMU PC machine contract, see devices/pc_devices.h).
+  serial_ = std::make_unique<Serial16550>(tc, [this](char c) {
+    if (config_.console != nullptr) config_.console->put(c);
+  });
+  debug_exit_ = std::make_unique<DebugExit>(tc, [this](int s) { RequestExit(s); });
+  testdev_ = std::make_unique<PcTestDevIrq>(tc);
+  fw_cfg_ = std::make_unique<FwCfg>(static_cast<uint16_t>(config_.cpus));
+  pic_master_ = std::make_unique<PicStub>();
+  pic_slave_ = std::make_unique<PicStub>();
+  apic_standin_ = std::make_unique<ApicIcrStandIn>(
+      config_.cpus, tc,
+      ApicIcrStandIn::Hooks{
+          .init = [this](int cpu) {
+            // INIT to the BSP would reset it to the firmware: not modelled.
+            if (cpu != 0) vcpus_[cpu]->Init();
+          },
+          .sipi = [this](int cpu, uint8_t v) { vcpus_[cpu]->Sipi(v); },
+      });
+  RETURN_IF_ERROR(ports_.Map(Serial16550::kBase, Serial16550::kSize, serial_.get(), "serial"));
+  RETURN_IF_ERROR(ports_.Map(DebugExit::kBase, DebugExit::kSize, debug_exit_.get(), "isa-debug-exit"));
+  RETURN_IF_ERROR(ports_.Map(PcTestDevIrq::kBase, PcTestDevIrq::kSize, testdev_.get(), "pc-testdev-irq"));
+  RETURN_IF_ERROR(ports_.Map(FwCfg::kBase, FwCfg::kSize, fw_cfg_.get(), "fw_cfg"));
+  RETURN_IF_ERROR(ports_.Map(0x20, PicStub::kSize, pic_master_.get(), "pic-master"));
+  RETURN_IF_ERROR(ports_.Map(0xA0, PicStub::kSize, pic_slave_.get(), "pic-slave"));
+  RETURN_IF_ERROR(mmio_.Map(ApicIcrStandIn::kBase, ApicIcrStandIn::kSize,
+                            apic_standin_.get(), "apic-standin"));
+
+  for (int i = 0; i < config_.cpus; ++i) {
+    pending_.push_back(std::make_unique<PendingVectors>());
+    VcpuConfig vc;
+    vc.index = i;
+    vc.apic_id = static_cast<uint32_t>(i);
+    vc.num_cpus = config_.cpus;
+    vc.x2apic = config_.x2apic;
+    vc.tsc_deadline = config_.tsc_deadline;
+    ASSIGN_OR_RETURN(std::unique_ptr<Vcpu> vcpu,
+                     Vcpu::Create(vc, ram_.get(), this, pending_.back().get(), tracer_));
+    vcpus_.push_back(std::move(vcpu));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Machine::LoadKernel(absl::Span<const uint8_t> image,
+                                 std::string_view cmdline,
+                                 const std::vector<MultibootModule>& modules) {
+  ASSIGN_OR_RETURN(MultibootBoot boot, LoadMultiboot(image, cmdline, modules, ram_.get()));
+  RETURN_IF_ERROR(vcpus_[0]->SetMultibootEntry(boot.entry, boot.eax, boot.ebx));
+  kernel_loaded_ = true;
+  Trace(trace::MACHINE, 0,
+        absl::StrFormat("multiboot kernel loaded, entry 0x%x, info 0x%x, %d cpus, %d MiB RAM",
+                        boot.entry, boot.ebx, config_.cpus, config_.ram_bytes >> 20),
+        -1, boot.entry, boot.ebx);
+  return absl::OkStatus();
+}
+
+uint64_t Machine::Now() const {
+  if (running_cpu_ < 0) return now_;
+  return slice_start_time_ +
+         (vcpus_[running_cpu_]->instructions_retired() - running_start_instr_);
+}
+
+void Machine::Trace(Stage stage, int cpu, std::string_view detail, int vector,
+                    uint64_t address, uint64_t data) {
+  if (tracer_->enabled()) tracer_->Emit(Now(), stage, cpu, detail, vector, address, data);
+}
+
+void Machine::RequestExit(int status) {
+  if (!exit_status_) exit_status_ = status;
+  StopAllVcpus();
+}
+
+void Machine::StopAllVcpus() {
+  for (auto& v : vcpus_) v->RequestStop();
+}
+
+std::string Machine::DescribeIdleCpus() const {
+  std::vector<std::string> parts;
+  for (const auto& v : vcpus_) {
+    switch (v->state()) {
+      case Vcpu::State::kHalted:
+        parts.push_back(absl::StrFormat("cpu %d halted with interrupts %s", v->index(),
+                                        v->interrupts_enabled() ? "enabled (nothing to wake it)"
+                                                                : "disabled"));
+        break;
+      case Vcpu::State::kWaitForSipi:
+        parts.push_back(absl::StrFormat("cpu %d waiting for SIPI", v->index()));
+        break;
+      case Vcpu::State::kShutdown:
+        parts.push_back(absl::StrFormat("cpu %d shut down (%s)", v->index(), v->stop_reason()));
+        break;
+      case Vcpu::State::kRunnable:
+        parts.push_back(absl::StrFormat("cpu %d runnable", v->index()));
+        break;
+    }
+  }
+  return absl::StrJoin(parts, "; ");
+}
+
+RunResult Machine::Run(uint64_t max_time) {
+  RunResult result;
+  if (!kernel_loaded_) {
+    result.outcome = RunResult::Outcome::kShutdown;
+    result.detail = "no kernel loaded";
+    return result;
+  }
+  while (true) {
+    events_.RunUntil(now_);
+    if (exit_status_) {
+      result.outcome = RunResult::Outcome::kExit;
+      result.exit_status = *exit_status_;
+      result.detail = absl::StrFormat("guest wrote debug-exit, status %d", *exit_status_);
+      break;
+    }
+    if (vcpus_[0]->state() == Vcpu::State::kShutdown) {
+      result.outcome = RunResult::Outcome::kShutdown;
+      result.detail = absl::StrCat("cpu 0 shut down: ", vcpus_[0]->stop_reason());
+      break;
+    }
+    if (now_ >= max_time) {
+      result.outcome = RunResult::Outcome::kTimeLimit;
+      result.detail = absl::StrFormat("virtual time limit %d reached", max_time);
+      break;
+    }
+    uint64_t end = std::min(now_ + config_.slice_ticks, max_time);
+    if (std::optional<uint64_t> next = events_.NextTime(); next && *next < end) {
+      end = std::max(*next, now_ + 1);
+    }
+
+    bool progressed = false;
+    for (auto& vcpu : vcpus_) {
+      if (vcpu->state() == Vcpu::State::kWaitForSipi ||
+          vcpu->state() == Vcpu::State::kShutdown) {
+        continue;
+      }
+      running_cpu_ = vcpu->index();
+      slice_start_time_ = now_;
+      running_start_instr_ = vcpu->instructions_retired();
+      vcpu->Run(end - now_);
+      const uint64_t retired = vcpu->instructions_retired() - running_start_instr_;
+      running_cpu_ = -1;
+      progressed |= retired != 0;
+      if (exit_status_) {
+        // The run ends where the exiting vCPU stopped.
+        now_ += retired;
+        break;
+      }
+    }
+    if (exit_status_) continue;
+    if (progressed) {
+      now_ = end;
+      continue;
+    }
+    // No vCPU could run: jump to the next event, or report the hang.
+    if (std::optional<uint64_t> next = events_.NextTime()) {
+      now_ = std::max(now_, std::min(*next, max_time));
+      if (*next >= max_time) now_ = max_time;
+      continue;
+    }
+    result.outcome = RunResult::Outcome::kHang;
+    result.detail = absl::StrCat("no vCPU can run and no event is pending: ",
+                                 DescribeIdleCpus());
+    break;
+  }
+  result.time = now_;
+  serial_->Flush();
+  Trace(trace::MACHINE, -1, absl::StrCat("run ended: ", OutcomeName(result.outcome),
+                                         ": ", result.detail));
+  return result;
+}
+
+void Machine::InjectInterrupt(int cpu, int vector) {
+  Trace(trace::INJECT, cpu, "host inject", vector);
+  pending_[cpu]->Set(vector);
+  vcpus_[cpu]->Kick();
+}
+
+void Machine::InjectNmi(int cpu) {
+  Trace(trace::NMI, cpu, "host NMI", 2);
+  pending_[cpu]->SetNmi();
+  vcpus_[cpu]->Kick();
+}
+
+void Machine::SetIrqLine(int line, bool high) {
+  testdev_->line(line).Set(high);
+}
+
+uint64_t Machine::MmioRead(int cpu, uint64_t addr, unsigned size) {
+  return mmio_.Read(AccessOrigin::Cpu(cpu), addr, size);
+}
+void Machine::MmioWrite(int cpu, uint64_t addr, unsigned size, uint64_t value) {
+  mmio_.Write(AccessOrigin::Cpu(cpu), addr, size, value);
+}
+uint64_t Machine::PortRead(int cpu, uint16_t port, unsigned size) {
+  return ports_.Read(AccessOrigin::Cpu(cpu), port, size);
+}
+void Machine::PortWrite(int cpu, uint16_t port, unsigned size, uint64_t value) {
+  ports_.Write(AccessOrigin::Cpu(cpu), port, size, value);
+}
+
+std::optional<uint64_t> Machine::ReadMsr(int cpu, uint32_t msr) {
+  // Until the local APIC exists: IA32_APIC_BASE reads as enabled xAPIC at the
+  // default base, BSP flag on cpu 0 (SDM 11.4.4); other platform MSRs #GP.
+  if (msr == 0x1B) {
+    return 0xFEE00000ull | (1ull << 11) | (cpu == 0 ? (1ull << 8) : 0);
+  }
+  Trace(trace::MSR, cpu, absl::StrFormat("rdmsr 0x%x: no such MSR, #GP", msr), -1, msr);
+  return std::nullopt;
+}
+
+bool Machine::WriteMsr(int cpu, uint32_t msr, uint64_t value) {
+  if (msr == 0x1B) return true;  // accepted, ignored by the stand-in
+  Trace(trace::MSR, cpu, absl::StrFormat("wrmsr 0x%x: no such MSR, #GP", msr), -1, msr, value);
+  return false;
+}
+
+}  // namespace irqlab

@@ -1,1 +1,3 @@
-int main() { return 0; }
+#include "emu/cli.h"
+
+int main(int argc, char** argv) { return irqlab::IrqlabMain(argc, argv); }

@@ -1,1 +1,376 @@
-// placeholder
+#include "emu/scenario.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "emu/status_macros.h"
+#include "firmware-stubs/builtin_kernels.h"
+#include "google/protobuf/io/tokenizer.h"
+#include "google/protobuf/text_format.h"
+
+namespace irqlab {
+namespace {
+
+constexpr uint64_t kDefaultMaxTime = 1'000'000'000;  // one virtual second
+constexpr uint64_t kDefaultInjectInterval = 1000;
+
+// Collects the first text-format error with its position (1-based).
+class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, google::protobuf::io::ColumnNumber column,
+                const std::string& message) override {
+    if (error_.empty()) error_ = absl::StrFormat("%d:%d: %s", line + 1, column + 1, message);
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string error_;
+};
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return absl::NotFoundError(
+        absl::StrFormat("%s: cannot open \"%s\": %s", what, path, std::strerror(errno)));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string ResolvePath(const std::string& base_dir, const std::string& path) {
+  if (path.empty() || path[0] == '/' || base_dir.empty()) return path;
+  return absl::StrCat(base_dir, "/", path);
+}
+
+std::string KnownKernels() {
+  std::vector<std::string> names;
+  for (const BuiltinKernel& k : BuiltinKernels()) names.emplace_back(k.name);
+  return names.empty() ? "none" : absl::StrJoin(names, ", ");
+}
+
+// A sink that turns events into text lines for the expectations.
+class LineRecorder : public TraceSink {
+ public:
+  void Emit(const TraceEvent& e) override { lines_.push_back(FormatTraceEvent(e)); }
+  std::vector<std::string>& lines() { return lines_; }
+
+ private:
+  std::vector<std::string> lines_;
+};
+
+absl::Status ValidateActions(const scenario::Scenario& s, int cpus) {
+  for (int i = 0; i < s.actions_size(); ++i) {
+    const scenario::Action& a = s.actions(i);
+    const std::string field = absl::StrFormat("actions[%d]", i);
+    switch (a.kind_case()) {
+      case scenario::Action::kInject: {
+        const auto& inj = a.inject();
+        if (inj.cpu() >= static_cast<uint32_t>(cpus)) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "%s.inject.cpu: no cpu %d (the machine has %d)", field, inj.cpu(), cpus));
+        }
+        if (inj.vector() < 16 || inj.vector() > 255) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "%s.inject.vector: must be 16..255 (0-15 are reserved), got %d", field,
+              inj.vector()));
+        }
+        if (inj.count() > 1'000'000) {
+          return absl::InvalidArgumentError(
+              absl::StrFormat("%s.inject.count: at most 1000000, got %d", field, inj.count()));
+        }
+        break;
+      }
+      case scenario::Action::kNmi:
+        if (a.nmi().cpu() >= static_cast<uint32_t>(cpus)) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "%s.nmi.cpu: no cpu %d (the machine has %d)", field, a.nmi().cpu(), cpus));
+        }
+        break;
+      case scenario::Action::kIrqLine:
+        if (a.irq_line().line() >= static_cast<uint32_t>(PcTestDevIrq::kNumLines)) {
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "%s.irq_line.line: must be 0..%d, got %d", field, PcTestDevIrq::kNumLines - 1,
+              a.irq_line().line()));
+        }
+        break;
+      case scenario::Action::KIND_NOT_SET:
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ": set one of inject, nmi, irq_line"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ScheduleActions(const scenario::Scenario& s, Machine* m) {
+  for (int i = 0; i < s.actions_size(); ++i) {
+    const scenario::Action& a = s.actions(i);
+    const std::string name = absl::StrFormat("actions[%d]", i);
+    switch (a.kind_case()) {
+      case scenario::Action::kInject: {
+        const auto& inj = a.inject();
+        const uint32_t count = inj.count() == 0 ? 1 : inj.count();
+        const uint64_t interval = inj.interval() == 0 ? kDefaultInjectInterval : inj.interval();
+        for (uint32_t k = 0; k < count; ++k) {
+          const int cpu = static_cast<int>(inj.cpu());
+          const int vector = static_cast<int>(inj.vector());
+          m->events().Schedule(a.at() + k * interval, EventPriority::kHostAction, name,
+                               [m, cpu, vector] { m->InjectInterrupt(cpu, vector); });
+        }
+        break;
+      }
+      case scenario::Action::kNmi: {
+        const int cpu = static_cast<int>(a.nmi().cpu());
+        m->events().Schedule(a.at(), EventPriority::kHostAction, name,
+                             [m, cpu] { m->InjectNmi(cpu); });
+        break;
+      }
+      case scenario::Action::kIrqLine: {
+        const int line = static_cast<int>(a.irq_line().line());
+        const bool high = a.irq_line().high();
+        m->events().Schedule(a.at(), EventPriority::kHostAction, name,
+                             [m, line, high] { m->SetIrqLine(line, high); });
+        break;
+      }
+      case scenario::Action::KIND_NOT_SET:
+        break;
+    }
+  }
+}
+
+std::vector<ExpectationResult> CheckExpectations(const scenario::Expectations& e,
+                                                 const ScenarioReport& r) {
+  std::vector<ExpectationResult> out;
+  std::string outcome = e.outcome();
+  if (outcome.empty() && e.has_exit_status()) outcome = "exit";
+  if (!outcome.empty()) {
+    const std::string seen = OutcomeName(r.run.outcome);
+    out.push_back({absl::StrCat("outcome is ", outcome), seen == outcome,
+                   absl::StrCat("outcome was ", seen, ": ", r.run.detail)});
+  }
+  if (e.has_exit_status()) {
+    const bool ok = r.run.outcome == RunResult::Outcome::kExit &&
+                    r.run.exit_status == e.exit_status();
+    out.push_back({absl::StrFormat("exit status %d", e.exit_status()), ok,
+                   r.run.outcome == RunResult::Outcome::kExit
+                       ? absl::StrFormat("exit status was %d", r.run.exit_status)
+                       : absl::StrCat("no exit: ", r.run.detail)});
+  }
+  for (const std::string& want : e.serial_contains()) {
+    out.push_back({absl::StrCat("serial contains \"", want, "\""),
+                   absl::StrContains(r.serial, want), "not in the serial output"});
+  }
+  for (const std::string& bad : e.serial_not_contains()) {
+    out.push_back({absl::StrCat("serial does not contain \"", bad, "\""),
+                   !absl::StrContains(r.serial, bad), "found in the serial output"});
+  }
+  for (const scenario::TraceExpectation& t : e.trace()) {
+    uint64_t n = 0;
+    for (const std::string& line : r.trace_lines) {
+      bool all = true;
+      for (const std::string& c : t.contains()) all = all && absl::StrContains(line, c);
+      n += all ? 1 : 0;
+    }
+    const std::string what = absl::StrCat("\"", absl::StrJoin(t.contains(), "\" & \""), "\"");
+    if (t.has_count()) {
+      out.push_back({absl::StrFormat("trace has %d lines with %s", t.count(), what),
+                     n == t.count(), absl::StrFormat("found %d", n)});
+    } else {
+      const uint64_t min = t.has_min_count() ? t.min_count() : 1;
+      out.push_back({absl::StrFormat("trace has >= %d lines with %s", min, what), n >= min,
+                     absl::StrFormat("found %d", n)});
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<scenario::Scenario> ParseScenario(std::string_view text,
+                                                 std::string_view source_name) {
+  scenario::Scenario s;
+  google::protobuf::TextFormat::Parser parser;
+  FirstErrorCollector errors;
+  parser.RecordErrorsTo(&errors);
+  if (!parser.ParseFromString(std::string(text), &s)) {
+    return absl::InvalidArgumentError(absl::StrCat(source_name, ":", errors.error()));
+  }
+  return s;
+}
+
+absl::StatusOr<scenario::Scenario> LoadScenarioFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path, "scenario"));
+  return ParseScenario(text, path);
+}
+
+absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
+  std::string t(absl::StripAsciiWhitespace(text));
+  uint64_t mult = 1;
+  if (!t.empty()) {
+    switch (absl::ascii_toupper(t.back())) {
+      case 'K': mult = 1ull << 10; break;
+      case 'M': mult = 1ull << 20; break;
+      case 'G': mult = 1ull << 30; break;
+      default: break;
+    }
+    if (mult != 1) t.pop_back();
+  }
+  uint64_t v = 0;
+  bool ok = absl::StartsWithIgnoreCase(t, "0x") ? absl::SimpleHexAtoi(t.substr(2), &v)
+                                                : absl::SimpleAtoi(t, &v);
+  if (!ok || v == 0 || v > (~uint64_t{0}) / mult) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "bad size \"%s\" (examples: 64M, 1G, 512K, 0x4000000)", text));
+  }
+  return v * mult;
+}
+
+absl::StatusOr<std::vector<uint8_t>> ReadKernelFile(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, "kernel"));
+  return std::vector<uint8_t>(bytes.begin(), bytes.end());
+}
+
+bool ScenarioReport::passed() const {
+  for (const auto& e : expectations) {
+    if (!e.passed) return false;
+  }
+  return true;
+}
+
+void ScenarioReport::Print(std::ostream& out) const {
+  out << "run: " << OutcomeName(run.outcome) << " at t=" << run.time << " (" << run.detail
+      << ")\n";
+  int failed = 0;
+  for (const auto& e : expectations) {
+    if (e.passed) {
+      out << "PASS: " << e.name << "\n";
+    } else {
+      ++failed;
+      out << "FAIL: " << e.name << " (" << e.detail << ")\n";
+    }
+  }
+  out << expectations.size() - failed << " passed, " << failed << " failed\n";
+}
+
+absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
+                                           const RunOptions& options) {
+  // --- Validate and build the machine configuration. ---
+  MachineConfig mc;
+  mc.cpus = s.machine().cpus() == 0 ? 1 : static_cast<int>(s.machine().cpus());
+  if (s.machine().has_x2apic()) mc.x2apic = s.machine().x2apic();
+  if (s.machine().has_tsc_deadline()) mc.tsc_deadline = s.machine().tsc_deadline();
+  if (s.machine().slice_ticks() != 0) mc.slice_ticks = s.machine().slice_ticks();
+  if (!s.machine().ram().empty()) {
+    absl::StatusOr<uint64_t> ram = ParseSize(s.machine().ram());
+    if (!ram.ok()) return absl::InvalidArgumentError(absl::StrCat("machine.ram: ", ram.status().message()));
+    mc.ram_bytes = *ram;
+  }
+  if (s.machine().devices_size() > 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "machine.devices[0]: unknown device \"%s\" (this build has no optional devices yet)",
+        s.machine().devices(0).name()));
+  }
+  mc.console = options.console;
+  RETURN_IF_ERROR(ValidateActions(s, mc.cpus));
+
+  std::vector<uint8_t> kernel_bytes;
+  absl::Span<const uint8_t> kernel;
+  switch (s.kernel().source_case()) {
+    case scenario::KernelSpec::kBuiltin: {
+      const BuiltinKernel* k = FindBuiltinKernel(s.kernel().builtin());
+      if (k == nullptr) {
+        return absl::NotFoundError(absl::StrFormat(
+            "kernel.builtin: no built-in kernel \"%s\" (known: %s)", s.kernel().builtin(),
+            KnownKernels()));
+      }
+      kernel = k->elf;
+      break;
+    }
+    case scenario::KernelSpec::kPath: {
+      ASSIGN_OR_RETURN(kernel_bytes,
+                       ReadKernelFile(ResolvePath(options.base_dir, s.kernel().path())));
+      kernel = kernel_bytes;
+      break;
+    }
+    case scenario::KernelSpec::SOURCE_NOT_SET:
+      return absl::InvalidArgumentError("kernel: set kernel.builtin or kernel.path");
+  }
+  std::vector<MultibootModule> modules;
+  for (int i = 0; i < s.kernel().modules_size(); ++i) {
+    const auto& spec = s.kernel().modules(i);
+    absl::StatusOr<std::vector<uint8_t>> bytes =
+        ReadKernelFile(ResolvePath(options.base_dir, spec.path()));
+    if (!bytes.ok()) {
+      return absl::NotFoundError(absl::StrFormat("kernel.modules[%d].path: %s", i,
+                                                 bytes.status().message()));
+    }
+    modules.push_back(MultibootModule{spec.cmdline(), std::move(*bytes)});
+  }
+
+  // --- Trace sinks. ---
+  Tracer tracer;
+  LineRecorder recorder;
+  tracer.AddSink(&recorder);
+  std::unique_ptr<std::ofstream> trace_file, perfetto_file;
+  std::unique_ptr<TextTraceWriter> text_writer;
+  std::unique_ptr<PerfettoTraceWriter> perfetto_writer;
+  if (!options.trace_path.empty() && options.trace_path != "-") {
+    trace_file = std::make_unique<std::ofstream>(options.trace_path);
+    if (!*trace_file) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--trace: cannot write \"%s\"", options.trace_path));
+    }
+  }
+  if (!options.trace_path.empty()) {
+    text_writer = std::make_unique<TextTraceWriter>(
+        trace_file ? static_cast<std::ostream*>(trace_file.get()) : &std::cout);
+    tracer.AddSink(text_writer.get());
+  }
+  if (!options.perfetto_path.empty()) {
+    perfetto_file = std::make_unique<std::ofstream>(options.perfetto_path);
+    if (!*perfetto_file) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("--perfetto: cannot write \"%s\"", options.perfetto_path));
+    }
+    perfetto_writer = std::make_unique<PerfettoTraceWriter>(perfetto_file.get());
+    tracer.AddSink(perfetto_writer.get());
+  }
+
+  // --- Build, load, schedule, run. ---
+  ASSIGN_OR_RETURN(std::unique_ptr<Machine> machine, Machine::Create(mc, &tracer));
+  {
+    absl::Status st = machine->LoadKernel(kernel, s.kernel().cmdline(), modules);
+    if (!st.ok()) return absl::Status(st.code(), absl::StrCat("kernel: ", st.message()));
+  }
+  const uint64_t seed = options.seed.value_or(s.seed());
+  tracer.Emit(0, trace::MACHINE, -1,
+              absl::StrFormat("scenario \"%s\" seed %d", s.name(), seed));
+  ScheduleActions(s, machine.get());
+  const uint64_t max_time = s.limits().max_time() != 0 ? s.limits().max_time() : kDefaultMaxTime;
+
+  ScenarioReport report;
+  report.run = machine->Run(max_time);
+  tracer.Finish();
+  report.serial = machine->serial_output();
+  report.trace_lines = std::move(recorder.lines());
+  report.expectations = CheckExpectations(s.expect(), report);
+  if (report.expectations.empty()) {
+    // A scenario without expectations still must not end badly.
+    report.expectations.push_back(
+        {"run ends with a guest exit", report.run.outcome == RunResult::Outcome::kExit,
+         absl::StrCat("outcome was ", OutcomeName(report.run.outcome), ": ",
+                      report.run.detail)});
+  }
+  return report;
+}
+
+}  // namespace irqlab
