@@ -123,6 +123,11 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
   }
   MachineConfig mc;
   mc.cpus = absl::GetFlag(FLAGS_cpus);
+  if (mc.cpus < 1 || mc.cpus > MachineConfig::kMaxCpus) {
+    std::cerr << "irqlab boot: --cpus: must be between 1 and " << MachineConfig::kMaxCpus
+              << ", got " << mc.cpus << "\n";
+    return kExitUsage;
+  }
   mc.ram_bytes = *ram;
   if (!absl::GetFlag(FLAGS_quiet)) mc.console = &std::cout;
 
@@ -216,7 +221,7 @@ int IrqlabMain(int argc, char** argv) {
   std::vector<std::string> devices;
   std::vector<char*> rest;
   for (int i = 0; i < argc; ++i) {
-    std::string_view a = argv[i];
+    const std::string a = argv[i];
     if (i > 0 && absl::StartsWith(a, "--device=")) {
       devices.emplace_back(a.substr(9));
     } else if (i > 0 && a == "--device" && i + 1 < argc) {

@@ -136,14 +136,21 @@ void Machine::StopAllVcpus() {
   for (auto& v : vcpus_) v->RequestStop();
 }
 
+namespace {
+bool InterruptsEnabled(const Vcpu& v) {
+  absl::StatusOr<uint64_t> rflags = v.ReadRegister("rflags");
+  return rflags.ok() && (*rflags & (1u << 9)) != 0;  // RFLAGS.IF
+}
+}  // namespace
+
 std::string Machine::DescribeIdleCpus() const {
   std::vector<std::string> parts;
   for (const auto& v : vcpus_) {
     switch (v->state()) {
       case Vcpu::State::kHalted:
         parts.push_back(absl::StrFormat("cpu %d halted with interrupts %s", v->index(),
-                                        v->interrupts_enabled() ? "enabled (nothing to wake it)"
-                                                                : "disabled"));
+                                        InterruptsEnabled(*v) ? "enabled (nothing to wake it)"
+                                                            : "disabled"));
         break;
       case Vcpu::State::kWaitForSipi:
         parts.push_back(absl::StrFormat("cpu %d waiting for SIPI", v->index()));

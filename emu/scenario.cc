@@ -202,7 +202,7 @@ absl::StatusOr<scenario::Scenario> ParseScenario(std::string_view text,
   FirstErrorCollector errors;
   parser.RecordErrorsTo(&errors);
   if (!parser.ParseFromString(std::string(text), &s)) {
-    return absl::InvalidArgumentError(absl::StrCat(source_name, ":", errors.error()));
+    return absl::InvalidArgumentError(absl::StrCat(std::string(source_name), ":", errors.error()));
   }
   return s;
 }
@@ -213,7 +213,7 @@ absl::StatusOr<scenario::Scenario> LoadScenarioFile(const std::string& path) {
 }
 
 absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
-  std::string t(absl::StripAsciiWhitespace(text));
+  std::string t(absl::StripAsciiWhitespace(std::string(text)));
   uint64_t mult = 1;
   if (!t.empty()) {
     switch (absl::ascii_toupper(t.back())) {
@@ -265,7 +265,14 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
                                            const RunOptions& options) {
   // --- Validate and build the machine configuration. ---
   MachineConfig mc;
-  mc.cpus = s.machine().cpus() == 0 ? 1 : static_cast<int>(s.machine().cpus());
+  if (s.machine().has_cpus()) {
+    if (s.machine().cpus() < 1 || s.machine().cpus() > MachineConfig::kMaxCpus) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "machine.cpus: must be between 1 and %d, got %d", MachineConfig::kMaxCpus,
+          s.machine().cpus()));
+    }
+    mc.cpus = static_cast<int>(s.machine().cpus());
+  }
   if (s.machine().has_x2apic()) mc.x2apic = s.machine().x2apic();
   if (s.machine().has_tsc_deadline()) mc.tsc_deadline = s.machine().tsc_deadline();
   if (s.machine().slice_ticks() != 0) mc.slice_ticks = s.machine().slice_ticks();

@@ -1,0 +1,26 @@
+/*
+ * hello: the smallest built-in kernel. Prints a greeting with the CPU
+ * count from fw_cfg, the memory size and the command line, and checks the
+ * multiboot hand-off and the fw_cfg signature.
+ *
+ * Output: "Hello from irqlab guest: N CPUs, ..." and PASS lines for
+ * multiboot, fw_cfg and hello. Exit 0 iff all pass.
+ */
+#include "runtime.h"
+
+int main(void) {
+  bool fw_cfg = fw_cfg_present();
+  int cpus = fw_cfg_cpu_count();
+  printf("Hello from irqlab guest: %d CPU%s, %u KiB low + %u KiB high memory\n",
+         cpus, cpus == 1 ? "" : "s", boot_info.mem_lower_kb,
+         boot_info.mem_upper_kb);
+  printf("cmdline: '%s'\n", cmdline());
+  printf("bsp apic id %u (cpuid), %u (lapic)\n", cpuid_apic_id(), lapic_id());
+
+  reportf("multiboot", boot_info.mb_magic == 0x2BADB002 && (boot_info.mb_flags & 1),
+          "magic 0x%x flags 0x%x", boot_info.mb_magic, boot_info.mb_flags);
+  reportf("fw_cfg", fw_cfg && cpus >= 1, "signature %s, %d cpus",
+          fw_cfg ? "QEMU" : "missing", cpus);
+  report("hello", true);
+  report_exit();
+}
