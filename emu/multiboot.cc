@@ -184,7 +184,7 @@ absl::StatusOr<KernelLayout> ParseElf32(absl::Span<const uint8_t> image) {
   std::vector<Elf32_Phdr> loaded;
   for (int i = 0; i < ehdr.e_phnum; ++i) {
     Elf32_Phdr ph;
-    std::memcpy(&ph, image.data() + ehdr.e_phoff + uint64_t{i} * ehdr.e_phentsize,
+    std::memcpy(&ph, image.data() + ehdr.e_phoff + static_cast<uint64_t>(i) * ehdr.e_phentsize,
                 sizeof(ph));
     if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
     if (ph.p_filesz > ph.p_memsz) {

@@ -123,21 +123,21 @@ void ScheduleActions(const scenario::Scenario& s, Machine* m) {
         for (uint32_t k = 0; k < count; ++k) {
           const int cpu = static_cast<int>(inj.cpu());
           const int vector = static_cast<int>(inj.vector());
-          m->events().Schedule(a.at() + k * interval, EventPriority::kHostAction, name,
+          m->events().Schedule(a.at() + k * interval, EventPriority::kScenarioAction, name,
                                [m, cpu, vector] { m->InjectInterrupt(cpu, vector); });
         }
         break;
       }
       case scenario::Action::kNmi: {
         const int cpu = static_cast<int>(a.nmi().cpu());
-        m->events().Schedule(a.at(), EventPriority::kHostAction, name,
+        m->events().Schedule(a.at(), EventPriority::kScenarioAction, name,
                              [m, cpu] { m->InjectNmi(cpu); });
         break;
       }
       case scenario::Action::kIrqLine: {
         const int line = static_cast<int>(a.irq_line().line());
         const bool high = a.irq_line().high();
-        m->events().Schedule(a.at(), EventPriority::kHostAction, name,
+        m->events().Schedule(a.at(), EventPriority::kScenarioAction, name,
                              [m, line, high] { m->SetIrqLine(line, high); });
         break;
       }

@@ -124,7 +124,7 @@ TEST(ScenarioRunTest, UnmetExpectationFails) {
 // it: the run is reported as a hang, not a spin to the time limit.
 TEST(ScenarioRunTest, GuestWaitingForever) {
   scenario::Scenario s = Parse(R"(
-    kernel { builtin: "inject" cmdline: "count=1" }
+    kernel { builtin: "inject" cmdline: "count=1 hlt=1" }
     limits { max_time: 5000000000 }
     expect { outcome: "hang" })");
   absl::StatusOr<ScenarioReport> r = RunScenario(s, RunOptions());

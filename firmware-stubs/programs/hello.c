@@ -16,6 +16,11 @@ int main(void) {
          boot_info.mem_upper_kb);
   printf("cmdline: '%s'\n", cmdline());
   printf("bsp apic id %u (cpuid), %u (lapic)\n", cpuid_apic_id(), lapic_id());
+  uint32_t a, b, c, d, sig[3];
+  cpuid(1, &a, &b, &c, &d);
+  cpuid(0x40000000, &a, &sig[0], &sig[1], &sig[2]);
+  printf("cpuid.1 ecx=0x%x edx=0x%x; leaf 0x40000000: max 0x%x '%.12s'\n", c, d, a,
+         (const char *)sig);
 
   reportf("multiboot", boot_info.mb_magic == 0x2BADB002 && (boot_info.mb_flags & 1),
           "magic 0x%x flags 0x%x", boot_info.mb_magic, boot_info.mb_flags);

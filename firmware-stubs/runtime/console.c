@@ -75,6 +75,17 @@ static void format(struct out *o, const char *fmt, va_list ap) {
     } else {
       while (*fmt >= '0' && *fmt <= '9') width = width * 10 + (*fmt++ - '0');
     }
+    int prec = -1;
+    if (*fmt == '.') {
+      fmt++;
+      prec = 0;
+      if (*fmt == '*') {
+        prec = va_arg(ap, int);
+        fmt++;
+      } else {
+        while (*fmt >= '0' && *fmt <= '9') prec = prec * 10 + (*fmt++ - '0');
+      }
+    }
     int longs = 0;
     while (*fmt == 'l' || *fmt == 'z') {
       longs += *fmt == 'z' ? 2 : 1;
@@ -114,7 +125,9 @@ static void format(struct out *o, const char *fmt, va_list ap) {
       case 's': {
         const char *s = va_arg(ap, const char *);
         if (!s) s = "(null)";
-        emit_padded(o, s, strlen(s), width, left, ' ');
+        size_t n = 0;
+        while (s[n] && (prec < 0 || n < (size_t)prec)) n++;
+        emit_padded(o, s, n, width, left, ' ');
         break;
       }
       case 'c':

@@ -21,7 +21,7 @@
 isr_stubs:
 	.set vec, 0
 	.rept 256
-	.balign 16
+	.org isr_stubs + 16 * vec, 0xcc  /* errors if a stub exceeds 16 bytes */
 	.if !(vec == 8 || (vec >= 10 && vec <= 14) || vec == 17 || vec == 21 || vec == 29 || vec == 30)
 	pushq $0
 	.endif
@@ -29,11 +29,7 @@ isr_stubs:
 	jmp isr_common
 	.set vec, vec + 1
 	.endr
-	.balign 16
-isr_stubs_end:
-	.if (isr_stubs_end - isr_stubs) != 4096
-	.error "interrupt stubs are not 16 bytes apart"
-	.endif
+	.org isr_stubs + 16 * 256, 0xcc
 
 isr_common:
 	push %rax

@@ -22,7 +22,8 @@
 /* ---- Console (COM1, polled) and test reporting ---- */
 
 /* Formats like printf: %d %i %u %x %X %s %c %p %%, flags '-' '0', a width
-   and the length modifiers l, ll, z. Serialized across CPUs. */
+   (or *), a precision for %s (.N or .*) and the length modifiers l, ll, z.
+   Serialized across CPUs. */
 int printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int vprintf(const char *fmt, va_list ap);
 int snprintf(char *buf, size_t size, const char *fmt, ...)
