@@ -5,6 +5,9 @@
  *
  * Output: "Hello from irqlab guest: N CPUs, ..." and PASS lines for
  * multiboot, fw_cfg and hello. Exit 0 iff all pass.
+ *
+ * crash=1 executes ud2 with no handler installed, to exercise the
+ * runtime's unexpected-exception path (PANIC line, exit code 2).
  */
 #include "runtime.h"
 
@@ -26,6 +29,7 @@ int main(void) {
           "magic 0x%x flags 0x%x", boot_info.mb_magic, boot_info.mb_flags);
   reportf("fw_cfg", fw_cfg && cpus >= 1, "signature %s, %d cpus",
           fw_cfg ? "QEMU" : "missing", cpus);
+  if (cmdline_get_int("crash", 0)) __asm__ volatile("ud2");
   report("hello", true);
   report_exit();
 }

@@ -3,7 +3,7 @@
  *
  * Installs a counting handler on vectors 0x20..0xFF, enables interrupts
  * and waits until `count=N` interrupts (default 3) arrived or `timeout=L`
- * loop iterations (default 50,000,000) passed. The handler also checks
+ * loop iterations (default 10,000,000, about 1.3 s under QEMU TCG) passed. The handler also checks
  * that IF=0 inside it (interrupt gate), that the interrupted RIP lies in
  * the kernel text and that CS is the kernel's.
  *
@@ -42,7 +42,7 @@ static void selftest(int64_t k) {
 
 int main(void) {
   uint64_t want = (uint64_t)cmdline_get_int("count", 3);
-  uint64_t timeout = (uint64_t)cmdline_get_int("timeout", 50000000);
+  uint64_t timeout = (uint64_t)cmdline_get_int("timeout", 10000000);
   bool use_hlt = cmdline_get_int("hlt", 0) != 0;
   for (int v = 0x20; v <= 0xFF; v++) irq_set_handler(v, on_irq);
 

@@ -8,7 +8,8 @@
  * Waiting: by default cli; check; sti; hlt (the emulator can skip to the
  * next interrupt). spin=1 spins with pause and IF=1 instead; then
  * timeout=L (loop iterations, 0 = none, the default) ends the run with
- * exit code 1 if the count is not reached.
+ * exit code 1 if the count is not reached. selftest=K raises K software
+ * interrupts (int $0x40) first, to check the handler without an injector.
  */
 #include "runtime.h"
 
@@ -30,6 +31,8 @@ int main(void) {
   uint64_t timeout = (uint64_t)cmdline_get_int("timeout", 0);
   for (int v = 0x20; v <= 0xFF; v++) idt_set_gate(v, irqloop_handler, 0);
   printf("irqloop: waiting for %lu interrupts\n", want);
+  for (int64_t i = cmdline_get_int("selftest", 0); i > 0; i--)
+    __asm__ volatile("int $0x40");
 
   if (!spin) {
     for (;;) {

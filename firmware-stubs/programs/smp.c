@@ -25,11 +25,12 @@ static void ap_main(int cpu) {
 }
 
 int main(void) {
-  int n = fw_cfg_cpu_count();
+  int reported = fw_cfg_cpu_count();
+  int n = reported > MAX_CPUS ? MAX_CPUS : reported;
   uint64_t timeout = (uint64_t)cmdline_get_int("timeout", 20000000);
-  if (n > MAX_CPUS) n = MAX_CPUS;
   uint32_t bsp_id = cpuid_apic_id();
-  printf("smp: %d CPUs (fw_cfg), bsp apic id %u\n", n, bsp_id);
+  printf("smp: %d CPUs (fw_cfg), using %d, bsp apic id %u\n", reported, n,
+         bsp_id);
 
   int started = smp_start_aps(n, ap_main, timeout);
   /* Each AP checks in before running ap_main; wait for all to finish. */

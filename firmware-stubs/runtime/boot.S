@@ -244,3 +244,5 @@ boot_pd: .skip 4 * 4096         /* 4 page directories: 0..4 GiB */
 bsp_stack: .skip BSP_STACK_SIZE
 	.globl bsp_stack_top
 bsp_stack_top:
+
+	.section .note.GNU-stack, "", @progbits

@@ -203,6 +203,10 @@ void reportf(const char *name, bool ok, const char *why_fmt, ...) {
     printf("FAIL: %s (%s)\n", name, why);
 }
 
+void report_skip(const char *name, const char *why) {
+  printf("SKIP: %s (%s)\n", name, why);
+}
+
 int report_failures(void) { return tests_failed; }
 
 void report_exit(void) {

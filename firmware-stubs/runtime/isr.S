@@ -67,3 +67,5 @@ isr_common:
 	pop %rax
 	add $16, %rsp              /* vector, error code */
 	iretq
+
+	.section .note.GNU-stack, "", @progbits

@@ -35,6 +35,8 @@ void report(const char *name, bool ok);
 /* Prints "PASS: name" or "FAIL: name (why...)" with a formatted reason. */
 void reportf(const char *name, bool ok, const char *why_fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Prints "SKIP: name (why)"; not counted as a test. */
+void report_skip(const char *name, const char *why);
 int report_failures(void);
 /* Prints "SUMMARY: N tests, M failures" and exits 0 iff M == 0. */
 __attribute__((noreturn)) void report_exit(void);

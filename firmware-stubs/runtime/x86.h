@@ -75,6 +75,19 @@ static inline uint32_t cpuid_apic_id(void) {
   return b >> 24;
 }
 
+/* True if CPUID reports the hypervisor vendor signature `sig` (12 chars),
+   e.g. "TCGTCGTCGTCG" under QEMU TCG. */
+static inline bool cpuid_hypervisor_is(const char *sig) {
+  uint32_t a, b, c, d, s[3];
+  cpuid(1, &a, &b, &c, &d);
+  if (!(c & (1u << 31))) return false;
+  cpuid(0x40000000, &a, &s[0], &s[1], &s[2]);
+  const char *p = (const char *)s;
+  for (int i = 0; i < 12; i++)
+    if (p[i] != sig[i]) return false;
+  return true;
+}
+
 static inline uint64_t rdtsc(void) {
   uint32_t lo, hi;
   __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
