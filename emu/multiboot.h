@@ -98,10 +98,11 @@ struct MultibootInfoLayout {
 };
 
 // A boot module (3.3 "mods"): its bytes and its string (GRUB/QEMU pass the
-// module's file name followed by its arguments).
+// module's file name followed by its arguments). Owns its bytes, so
+// `MultibootModule{name, std::move(file_bytes)}` is safe to keep around.
 struct MultibootModule {
   std::string cmdline;
-  absl::Span<const uint8_t> bytes;  // not owned; read during the call only
+  std::vector<uint8_t> bytes;
 };
 
 // Result of a successful load: the BSP's start state and where things went.
