@@ -125,6 +125,9 @@ class Vcpu {
   int index() const;
   // Why the vCPU is in kShutdown (triple fault, engine error), for the report.
   const std::string& stop_reason() const;
+  // RFLAGS.IF. A kHalted vCPU with IF=0 and no NMI pending can never wake;
+  // the machine reports that as a hang. (Addition to the original API.)
+  bool interrupts_enabled() const;
 
   // Register access for tests and the scenario runner (X86 names: "rip",
   // "rax", ...). Returns NotFound for an unknown name.

@@ -85,8 +85,8 @@ TEST(ScenarioValidateTest, ErrorsNameTheField) {
 constexpr char kInject[] = R"(
   name: "inject"
   kernel { builtin: "inject" cmdline: "count=3" }
-  actions { at: 200000 inject { cpu: 0 vector: 0x40 count: 2 interval: 7000 } }
-  actions { at: 230000 inject { cpu: 0 vector: 0x90 } }
+  actions { at: 2000000 inject { cpu: 0 vector: 0x40 count: 2 interval: 7000 } }
+  actions { at: 2030000 inject { cpu: 0 vector: 0x90 } }
   expect {
     exit_status: 1
     serial_contains: "PASS: inject"
