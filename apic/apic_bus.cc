@@ -1,0 +1,213 @@
+#include "apic/apic_bus.h"
+
+#include <algorithm>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace irqlab {
+
+ApicBus::ApicBus(const Clock* clock, Tracer* tracer, ApicBusConfig config)
+    : config_(config), clock_(clock), tracer_(tracer) {}
+
+void ApicBus::Attach(LocalApic* apic) {
+  apic->set_ipi_sink(this);
+  auto it = std::lower_bound(
+      apics_.begin(), apics_.end(), apic,
+      [](const LocalApic* a, const LocalApic* b) { return a->cpu() < b->cpu(); });
+  apics_.insert(it, apic);
+}
+
+LocalApic* ApicBus::apic(int cpu) const {
+  for (LocalApic* a : apics_) {
+    if (a->cpu() == cpu) return a;
+  }
+  return nullptr;
+}
+
+void ApicBus::Trace(Stage stage, int cpu, const std::string& detail, int vector,
+                    uint64_t address, uint64_t data, uint32_t rid) {
+  if (tracer_ == nullptr || !tracer_->enabled()) return;
+  tracer_->Emit(clock_->Now(), stage, cpu, detail, vector, address, data, rid);
+}
+
+// SDM 11.6.2.1 (physical), 11.6.2.2 (logical, flat/cluster DFR models),
+// 11.12.10.2 (x2APIC logical: cluster + 16-bit mask). See the header.
+bool ApicBus::Matches(const LocalApic& apic, const ApicDestination& dest) {
+  const uint32_t broadcast = dest.wide ? 0xFFFFFFFF : 0xFF;
+  if (dest.id == broadcast) return true;
+  if (!dest.logical) return apic.id() == dest.id;
+  const uint32_t ldr = apic.ldr();
+  if (apic.x2apic_mode()) {
+    const uint32_t cluster = dest.id >> 16;
+    return (ldr >> 16) == cluster && (ldr & dest.id & 0xFFFF) != 0;
+  }
+  const uint32_t mda = dest.id & 0xFF;
+  const uint32_t logical_id = ldr >> 24;
+  if ((apic.dfr() >> 28) == 0xF) {  // flat model
+    return (logical_id & mda) != 0;
+  }
+  // Cluster model: MDA[7:4] cluster (0xF = all clusters), MDA[3:0] members.
+  const bool cluster_ok = (mda >> 4) == 0xF || (mda >> 4) == (logical_id >> 4);
+  return cluster_ok && (logical_id & mda & 0xF) != 0;
+}
+
+std::vector<LocalApic*> ApicBus::Decode(const ApicDestination& dest) const {
+  std::vector<LocalApic*> out;
+  for (LocalApic* a : apics_) {
+    if (a->globally_enabled() && Matches(*a, dest)) out.push_back(a);
+  }
+  return out;
+}
+
+LocalApic* ApicBus::ArbitrateLowestPriority(
+    const std::vector<LocalApic*>& candidates, uint8_t vector) const {
+  std::vector<LocalApic*> pool;
+  for (LocalApic* a : candidates) {
+    if (a->software_enabled()) pool.push_back(a);
+  }
+  if (pool.empty()) pool = candidates;  // the chosen APIC traces the drop
+  // Focus processor (SDM 11.6.2.4): already servicing / holding the vector.
+  for (LocalApic* a : pool) {
+    if (!(a->svr() & apic::kSvrFocusDisable) && (a->irr(vector) || a->isr(vector))) {
+      return a;
+    }
+  }
+  return *std::min_element(pool.begin(), pool.end(),
+                           [](const LocalApic* a, const LocalApic* b) {
+                             return std::make_tuple(a->ppr(), a->id(), a->cpu()) <
+                                    std::make_tuple(b->ppr(), b->id(), b->cpu());
+                           });
+}
+
+std::string ApicBus::CpuList(const std::vector<LocalApic*>& targets) {
+  std::string out;
+  for (const LocalApic* a : targets) {
+    absl::StrAppend(&out, out.empty() ? "" : ",", a->cpu());
+  }
+  return out;
+}
+
+void ApicBus::Signal(const MsiMessage& m) {
+  const uint32_t rid = m.requester_id;
+  if (!m.InMsiWindow()) {
+    Trace(trace::MSI_DROPPED, -1,
+          "not an interrupt: address outside 0xFEE00000-0xFEEFFFFF", -1,
+          m.address, m.data, rid);
+    return;
+  }
+  if (m.IsRemappable()) {
+    Trace(trace::MSI_DROPPED, -1,
+          absl::StrFormat("remappable-format message (handle 0x%x) without "
+                          "interrupt remapping: no destination",
+                          m.Handle()),
+          -1, m.address, m.data, rid);
+    return;
+  }
+  const DeliveryMode mode = m.DeliveryMode();
+  if (mode == DeliveryMode::kReserved3 || mode == DeliveryMode::kReserved6) {
+    Trace(trace::MSI_DROPPED, -1,
+          absl::StrCat("reserved delivery mode ",
+                       std::string(DeliveryModeName(mode))),
+          m.Vector(), m.address, m.data, rid);
+    return;
+  }
+  const bool logical = m.DestinationModeLogical();
+  const bool ext = config_.extended_destination_id && !logical;
+  ApicDestination dest{ext ? m.ExtendedDestinationId() : m.DestinationId(),
+                       logical, /*wide=*/false};
+  // With extended ids, 0x1FF etc. are ids: only exactly 0xFF is broadcast.
+  std::vector<LocalApic*> targets = Decode(dest);
+  const std::string dest_text = absl::StrFormat(
+      "%s destination 0x%x", logical ? "logical" : "physical", dest.id);
+  if (targets.empty()) {
+    Trace(trace::MSI_DROPPED, -1, absl::StrCat("no APIC matches ", dest_text),
+          m.Vector(), m.address, m.data, rid);
+    return;
+  }
+  // SDM 11.11.1: RH=1 with logical destination mode selects the
+  // lowest-priority processor among the destinations.
+  const bool arbitrate = mode == DeliveryMode::kLowestPriority ||
+                         (m.RedirectionHint() && logical);
+  if (arbitrate) targets = {ArbitrateLowestPriority(targets, m.Vector())};
+  if (tracer_ != nullptr && tracer_->enabled()) {
+    const bool ignored_bits = !ext && ((m.address >> 5) & 0x7F) != 0;
+    Trace(trace::APIC_ROUTE, targets.size() == 1 ? targets[0]->cpu() : -1,
+          absl::StrFormat("msi %s %s %s -> cpus %s%s%s", dest_text,
+                          DeliveryModeName(mode),
+                          m.TriggerLevel() ? "level" : "edge", CpuList(targets),
+                          arbitrate ? " (lowest-priority arbitration)" : "",
+                          ignored_bits ? " (address bits 11:5 ignored)" : ""),
+          m.Vector(), m.address, m.data, rid);
+  }
+  for (LocalApic* a : targets) a->Accept(m.Vector(), m.TriggerLevel(), mode, rid);
+}
+
+// SDM 11.6.1 / 11.6.2: shorthand first, then the destination field.
+void ApicBus::SendIpi(const Ipi& ipi) {
+  const apic::IcrValue& icr = ipi.icr;
+  const DeliveryMode mode = icr.delivery_mode();
+  std::vector<LocalApic*> targets;
+  std::string dest_text;
+  switch (icr.shorthand()) {
+    case apic::Shorthand::kNone: {
+      const ApicDestination dest{
+          ipi.x2apic ? icr.destination : (icr.destination & 0xFF),
+          icr.logical(), ipi.x2apic};
+      dest_text = absl::StrFormat("%s destination 0x%x",
+                                  dest.logical ? "logical" : "physical", dest.id);
+      targets = Decode(dest);
+      break;
+    }
+    case apic::Shorthand::kSelf:
+      dest_text = "self";
+      if (LocalApic* a = apic(ipi.source_cpu)) targets.push_back(a);
+      break;
+    case apic::Shorthand::kAllIncludingSelf:
+    case apic::Shorthand::kAllExcludingSelf:
+      dest_text = apic::ShorthandName(icr.shorthand());
+      for (LocalApic* a : apics_) {
+        if (!a->globally_enabled()) continue;
+        if (icr.shorthand() == apic::Shorthand::kAllExcludingSelf &&
+            a->cpu() == ipi.source_cpu) {
+          continue;
+        }
+        targets.push_back(a);
+      }
+      break;
+  }
+  if (targets.empty()) {
+    Trace(trace::IPI, ipi.source_cpu,
+          absl::StrCat("lost: no APIC matches ", dest_text), icr.vector(), 0,
+          (uint64_t{icr.destination} << 32) | icr.low, 0);
+    return;
+  }
+  if (mode == DeliveryMode::kLowestPriority) {
+    targets = {ArbitrateLowestPriority(targets, icr.vector())};
+  }
+  if (tracer_ != nullptr && tracer_->enabled()) {
+    Trace(trace::APIC_ROUTE, ipi.source_cpu,
+          absl::StrFormat("ipi from cpu %d %s %s -> cpus %s", ipi.source_cpu,
+                          dest_text, apic::IcrDeliveryModeName(mode),
+                          CpuList(targets)),
+          icr.vector(), 0, (uint64_t{icr.destination} << 32) | icr.low, 0);
+  }
+  for (LocalApic* a : targets) a->Accept(icr.vector(), icr.trigger_level(), mode);
+}
+
+std::optional<uint64_t> ApicBus::MmioRead(int cpu, uint64_t addr,
+                                          unsigned size) {
+  LocalApic* a = apic(cpu);
+  if (a == nullptr || !a->DecodesMmio(addr)) return std::nullopt;
+  return a->Read(AccessOrigin::Cpu(cpu), addr & (apic::kApicPageSize - 1), size);
+}
+
+bool ApicBus::MmioWrite(int cpu, uint64_t addr, unsigned size, uint64_t value) {
+  LocalApic* a = apic(cpu);
+  if (a == nullptr || !a->DecodesMmio(addr)) return false;
+  a->Write(AccessOrigin::Cpu(cpu), addr & (apic::kApicPageSize - 1), size, value);
+  return true;
+}
+
+}  // namespace irqlab
