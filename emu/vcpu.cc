@@ -931,6 +931,9 @@ class Vcpu::Impl {
       return;
     }
     retired_ += it->second.icount;
+    block_start_ = addr;
+    block_end_ = addr + size;
+    block_icount_ = it->second.icount;
     last_block_shadow_ = it->second.ends_with_shadow;
   }
 
@@ -980,6 +983,33 @@ class Vcpu::Impl {
     return true;
   }
 
+  // Blocks are credited in full when entered. When execution leaves a block
+  // at `addr` in its middle (interrupt delivered or run stopped after a
+  // device access), the instructions from `addr` to the block end never
+  // retire: take them back so virtual time stays exactly "retired
+  // instructions". The count comes from the TB Unicorn would translate at
+  // `addr`, which ends where the current block ends.
+  void UncreditRestOfBlock(uint64_t addr) {
+    if (addr <= block_start_ || addr >= block_end_) return;
+    auto it = rest_icount_.find(addr);
+    if (it == rest_icount_.end()) {
+      // Exact only when the TB at `addr` ends where this block ends (blocks
+      // end at branches, so real code always matches). Otherwise (code
+      // running into translation limits, e.g. zero-filled memory) keep the
+      // full credit: an over-count, but a deterministic one.
+      uc_tb tb{};
+      uint32_t n = 0;
+      if (uc_ctl_request_cache(uc_, addr, &tb) == UC_ERR_OK &&
+          tb.pc + tb.size == block_end_) {
+        n = tb.icount;
+      }
+      it = rest_icount_.emplace(addr, n).first;
+    }
+    const uint64_t rest = std::min<uint64_t>(it->second, block_icount_ - 1);
+    retired_ -= rest;
+    block_end_ = addr;  // uncredit at most once per block entry
+  }
+
   bool AddHook(uint64_t begin, uint64_t end, bool) {
     if (!hooked_.insert(begin).second) return false;
     uc_hook h;
@@ -993,7 +1023,20 @@ class Vcpu::Impl {
   }
   void Code(uint64_t addr) {
     if (state_ == State::kShutdown) return;
-    if (check_irq_ && addr != inhibit_at_ && TryInterrupt(addr)) return;
+    // A device access earlier in this block asked to end the run (e.g.
+    // debug-exit): stop at this instruction boundary, like hardware.
+    if (stop_requested_) {
+      UncreditRestOfBlock(addr);
+      exit_ = Exit::kStopped;
+      stop_requested_ = false;
+      stop_by_hook_ = true;
+      uc_emu_stop(uc_);
+      return;
+    }
+    if (check_irq_ && addr != inhibit_at_ && TryInterrupt(addr)) {
+      UncreditRestOfBlock(addr);
+      return;
+    }
     auto it = special_.find(addr);
     if (it == special_.end()) return;
     Paging pg = ReadPaging();
@@ -1301,6 +1344,11 @@ class Vcpu::Impl {
   uint64_t nmi_return_rip_ = 0;
   uint64_t nmi_return_rsp_ = 0;
   bool last_block_shadow_ = false;
+  // The block being executed (set when it is credited), for
+  // UncreditRestOfBlock().
+  uint64_t block_start_ = 0, block_end_ = 0;
+  uint32_t block_icount_ = 0;
+  absl::flat_hash_map<uint64_t, uint32_t> rest_icount_;
   bool deferred_last_ = false;
   uint64_t inhibit_at_ = ~0ull;
   bool bad_access_ = false;
