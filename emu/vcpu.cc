@@ -332,6 +332,14 @@ class Vcpu::Impl {
           "vCPU %d: %s failed: %s", config_.index, what, uc_strerror(err)));
     };
     absl::Status s;
+    // Exits mode with no exit address: uc_emu_start ignores `until`. With an
+    // `until` address, every return from uc_emu_start invalidates the TB at
+    // that address, whose translation (an unmapped, non-canonical address)
+    // raises a #PF outside cpu_exec: never delivered, but it leaves
+    // CPUX86State.old_exception = 14, so the guest's next #PF or
+    // contributory fault would be escalated to #DF by the engine.
+    s = check(uc_ctl_exits_enable(uc_), "uc_ctl_exits_enable");
+    if (!s.ok()) return s;
     s = check(uc_mem_map_ptr(uc_, 0, ram_->size(), UC_PROT_ALL, ram_->data()),
               "mapping guest RAM");
     if (!s.ok()) return s;
