@@ -33,7 +33,7 @@ ABSL_FLAG(bool, quiet, false, "do not echo the guest's serial output");
 namespace irqlab {
 namespace {
 
-constexpr char kUsage[] = R"(irqlab: an x86 full-system emulator of the interrupt path.
+constexpr char kUsage[] = R"(an x86 full-system emulator of the interrupt path.
 
 Usage:
   irqlab                         run the built-in default scenario (demo)
@@ -243,7 +243,7 @@ int IrqlabMain(int argc, char** argv) {
   if (cmd == "boot") return CmdBoot(args, devices);
   if (cmd == "kernels") return CmdKernels();
   if (cmd == "help") {
-    std::cout << kUsage << "\n";
+    std::cout << "irqlab: " << kUsage << "\n";
     return kExitOk;
   }
   std::cerr << "irqlab: unknown command \"" << cmd << "\"; see irqlab --help\n";

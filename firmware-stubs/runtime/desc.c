@@ -121,4 +121,6 @@ void irq_dispatch(struct irq_frame *f) {
   irq_handler_t h = handlers[f->vector & 0xFF];
   if (!h) unexpected(f);
   h(f);
+  /* External interrupts are retired here, so handlers never EOI. */
+  if (f->vector >= 32 && f->vector != LAPIC_SPURIOUS_VECTOR) lapic_eoi();
 }

@@ -161,5 +161,6 @@ void runtime_start(uint32_t mb_magic, uint32_t mb_info) {
   outb(0xA1, 0xFF);
   idt_init();
   cpu_init_descriptors(0);
+  lapic_enable();
   exit(main());
 }

@@ -126,6 +126,8 @@ extern uint64_t boot_pml4[512], boot_pdpt[512], boot_pd[2048];
 
 #define LAPIC_BASE 0xFEE00000ull
 #define LAPIC_ID 0x020
+#define LAPIC_EOI 0x0B0
+#define LAPIC_SVR 0x0F0
 #define LAPIC_ICR_LO 0x300
 #define LAPIC_ICR_HI 0x310
 #define ICR_INIT 0x00004500u
@@ -138,6 +140,16 @@ static inline void lapic_write(uint32_t reg, uint32_t v) {
   mmio_write32(LAPIC_BASE + reg, v);
 }
 static inline uint32_t lapic_id(void) { return lapic_read(LAPIC_ID) >> 24; }
+/* Spurious-interrupt vector programmed by lapic_enable(); never EOI'd. */
+#define LAPIC_SPURIOUS_VECTOR 0xFF
+/* Software-enables this CPU's local APIC (SVR bit 8, SDM 11.4.7.1): a
+ * local APIC powers up software-disabled and drops fixed interrupts. */
+static inline void lapic_enable(void) {
+  lapic_write(LAPIC_SVR, 0x100 | LAPIC_SPURIOUS_VECTOR);
+}
+/* End of interrupt (SDM 11.8.5). irq_dispatch() does this for every
+ * external vector (>= 32, except the spurious one) after its handler. */
+static inline void lapic_eoi(void) { lapic_write(LAPIC_EOI, 0); }
 /* Writes ICR high (destination in bits 31:24), then ICR low (sends). */
 void lapic_send_ipi(uint32_t dest_apic_id, uint32_t icr_lo);
 

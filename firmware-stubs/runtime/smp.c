@@ -19,6 +19,7 @@ static ap_main_fn ap_fn;
 /* Called from ap_entry64 (boot.S) on the AP's own stack, IF=0. */
 void ap_start(int cpu) {
   cpu_init_descriptors(cpu);
+  lapic_enable();
   ap_main_fn fn = ap_fn;
   __atomic_store_n(&ap_checked_in, 1, __ATOMIC_RELEASE);
   fn(cpu);
