@@ -12,11 +12,6 @@
 //                 CPU count (0x0005). No DMA interface, no file directory.
 //   PicStub       legacy 8259 PIC ports 0x20/0x21/0xA0/0xA1: writes accepted,
 //                 the mask registers read back, nothing is ever delivered.
-//   ApicIcrStandIn  a host-side stand-in for the local APIC page at 0xFEE00000
-//                 until the real local APIC exists: decodes the ID register
-//                 (0x20) and INIT / start-up IPIs written to the ICR
-//                 (0x300/0x310, SDM vol. 3, 11.6.1); everything else reads 0
-//                 and writes are ignored (and traced).
 #ifndef IRQLAB_DEVICES_PC_DEVICES_H_
 #define IRQLAB_DEVICES_PC_DEVICES_H_
 
@@ -133,31 +128,6 @@ class PicStub : public IoHandler {
 
  private:
   uint8_t imr_ = 0xFF;
-};
-
-class ApicIcrStandIn : public IoHandler {
- public:
-  static constexpr uint64_t kBase = 0xFEE00000;
-  static constexpr uint64_t kSize = 0x1000;
-  struct Hooks {
-    std::function<void(int target_cpu)> init;
-    std::function<void(int target_cpu, uint8_t vector)> sipi;
-  };
-  // APIC id of CPU i is i.
-  ApicIcrStandIn(int num_cpus, DeviceTraceContext trace, Hooks hooks)
-      : num_cpus_(num_cpus), icr_high_(num_cpus, 0), trace_(trace),
-        hooks_(std::move(hooks)) {}
-
-  uint64_t Read(const AccessOrigin& origin, uint64_t offset, unsigned size) override;
-  void Write(const AccessOrigin& origin, uint64_t offset, unsigned size,
-             uint64_t value) override;
-
- private:
-  void SendIpi(int self, uint32_t icr_low);
-  int num_cpus_;
-  std::vector<uint32_t> icr_high_;  // per CPU
-  DeviceTraceContext trace_;
-  Hooks hooks_;
 };
 
 }  // namespace irqlab

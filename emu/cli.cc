@@ -13,6 +13,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "emu/machine.h"
 #include "emu/scenario.h"
 #include "firmware-stubs/builtin_kernels.h"
@@ -111,11 +112,6 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
     std::cerr << "irqlab boot: give exactly one kernel (a file or a built-in name)\n";
     return kExitUsage;
   }
-  for (const std::string& d : devices) {
-    std::cerr << "irqlab boot: --device=" << d
-              << ": unknown device (this build has no optional devices yet)\n";
-    return kExitUsage;
-  }
   absl::StatusOr<uint64_t> ram = ParseSize(absl::GetFlag(FLAGS_ram));
   if (!ram.ok()) {
     std::cerr << "irqlab boot: --ram: " << ram.status().message() << "\n";
@@ -130,6 +126,16 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
   }
   mc.ram_bytes = *ram;
   if (!absl::GetFlag(FLAGS_quiet)) mc.console = &std::cout;
+  for (const std::string& d : devices) {
+    // NAME[,key=value...]: no device takes options yet.
+    const std::vector<std::string> parts = absl::StrSplit(d, ',');
+    if (parts.size() > 1) {
+      std::cerr << "irqlab boot: --device=" << d << ": device \"" << parts[0]
+                << "\" takes no options\n";
+      return kExitUsage;
+    }
+    mc.devices.push_back(parts[0]);
+  }
 
   std::vector<uint8_t> bytes;
   absl::Span<const uint8_t> kernel;
@@ -183,7 +189,11 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
 
   absl::StatusOr<std::unique_ptr<Machine>> machine = Machine::Create(mc, &tracer);
   if (!machine.ok()) {
-    std::cerr << "irqlab boot: " << machine.status().message() << "\n";
+    // Machine errors name scenario fields; on this command line they are flags.
+    std::string msg(machine.status().message());
+    if (absl::StartsWith(msg, "machine.devices")) msg = "--device: " + msg.substr(msg.find(':') + 2);
+    if (absl::StartsWith(msg, "machine.ram")) msg = "--ram: " + msg.substr(msg.find(':') + 2);
+    std::cerr << "irqlab boot: " << msg << "\n";
     return kExitUsage;
   }
   if (absl::Status st = (*machine)->LoadKernel(kernel, absl::GetFlag(FLAGS_append), modules);

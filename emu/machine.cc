@@ -1,5 +1,6 @@
 #include "emu/machine.h"
 
+#include <algorithm>
 #include <ostream>
 
 #include "absl/strings/str_cat.h"
@@ -9,13 +10,7 @@
 
 namespace irqlab {
 
-int PendingVectors::PendingVector() {
-  // Highest vector first, like the APIC's priority order (SDM 11.8.3).
-  for (int v = 255; v >= 0; --v) {
-    if (irr_.test(v)) return v;
-  }
-  return -1;
-}
+std::vector<std::string> KnownDevices() { return {"edu", "irqlab-testdev"}; }
 
 std::string OutcomeName(RunResult::Outcome outcome) {
   switch (outcome) {
@@ -43,11 +38,25 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(
         MachineConfig::kMaxCpus, config.cpus));
   }
   if (config.ram_bytes < (2ull << 20) || config.ram_bytes % 4096 != 0 ||
-      config.ram_bytes > (3ull << 30)) {
+      config.ram_bytes > MachineConfig::kMaxRam) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "machine.ram: must be a multiple of 4 KiB between 2 MiB and 3 GiB "
-        "(RAM ends below the MMIO hole), got %d bytes",
-        config.ram_bytes));
+        "machine.ram: must be a multiple of 4 KiB between 2 MiB and %d MiB "
+        "(RAM ends below the PCI ECAM window at 0xB0000000), got %d bytes",
+        MachineConfig::kMaxRam >> 20, config.ram_bytes));
+  }
+  const std::vector<std::string> known = KnownDevices();
+  for (size_t i = 0; i < config.devices.size(); ++i) {
+    const std::string& d = config.devices[i];
+    if (std::find(known.begin(), known.end(), d) == known.end()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "machine.devices[%d]: unknown device \"%s\" (known: %s)", i, d,
+          absl::StrJoin(known, ", ")));
+    }
+    if (std::find(config.devices.begin(), config.devices.begin() + i, d) !=
+        config.devices.begin() + i) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "machine.devices[%d]: device \"%s\" given twice", i, d));
+    }
   }
   if (config.slice_ticks == 0) {
     return absl::InvalidArgumentError("machine.slice_ticks: must be > 0");
@@ -70,26 +79,43 @@ absl::Status Machine::Init() {
   fw_cfg_ = std::make_unique<FwCfg>(static_cast<uint16_t>(config_.cpus));
   pic_master_ = std::make_unique<PicStub>();
   pic_slave_ = std::make_unique<PicStub>();
-  apic_standin_ = std::make_unique<ApicIcrStandIn>(
-      config_.cpus, tc,
-      ApicIcrStandIn::Hooks{
-          .init = [this](int cpu) {
-            // INIT to the BSP would reset it to the firmware: not modelled.
-            if (cpu != 0) vcpus_[cpu]->Init();
-          },
-          .sipi = [this](int cpu, uint8_t v) { vcpus_[cpu]->Sipi(v); },
-      });
   RETURN_IF_ERROR(ports_.Map(Serial16550::kBase, Serial16550::kSize, serial_.get(), "serial"));
   RETURN_IF_ERROR(ports_.Map(DebugExit::kBase, DebugExit::kSize, debug_exit_.get(), "isa-debug-exit"));
   RETURN_IF_ERROR(ports_.Map(PcTestDevIrq::kBase, PcTestDevIrq::kSize, testdev_.get(), "pc-testdev-irq"));
   RETURN_IF_ERROR(ports_.Map(FwCfg::kBase, FwCfg::kSize, fw_cfg_.get(), "fw_cfg"));
   RETURN_IF_ERROR(ports_.Map(0x20, PicStub::kSize, pic_master_.get(), "pic-master"));
   RETURN_IF_ERROR(ports_.Map(0xA0, PicStub::kSize, pic_slave_.get(), "pic-slave"));
-  RETURN_IF_ERROR(mmio_.Map(ApicIcrStandIn::kBase, ApicIcrStandIn::kSize,
-                            apic_standin_.get(), "apic-standin"));
+
+  // Interrupt controllers (SDM vol. 3 ch. 11; 82093AA).
+  apic_bus_ = std::make_unique<ApicBus>(this, tracer_);
+  IoApicConfig ioc;
+  ioc.route_update_order = config_.ioapic_route_update;
+  ASSIGN_OR_RETURN(ioapic_, IoApic::Create(ioc, apic_bus_.get(), tracer_, this));
+  RETURN_IF_ERROR(mmio_.Map(ioc.base, ioapic::kMmioSize, ioapic_.get(), "ioapic"));
+  for (int n = 0; n < PcTestDevIrq::kNumLines; ++n) testdev_->line(n).Connect(ioapic_.get(), n);
+  for (int i = 0; i < config_.cpus; ++i) {
+    LocalApicConfig lc;
+    lc.cpu = i;
+    lc.apic_id = static_cast<uint32_t>(i);
+    lc.bsp = i == 0;
+    lc.x2apic = config_.x2apic;
+    lc.tsc_deadline = config_.tsc_deadline;
+    // The callbacks reach vCPU i, which is created after its APIC.
+    LocalApicCallbacks cb;
+    cb.kick = [this, i] {
+      if (i < static_cast<int>(vcpus_.size())) vcpus_[i]->Kick();
+    };
+    cb.eoi_broadcast = [this](uint8_t vector) { ioapic_->EndOfInterrupt(vector); };
+    cb.init = [this, i] {
+      // INIT to the BSP would reset it to the firmware: not modelled.
+      if (i != 0) vcpus_[i]->Init();
+    };
+    cb.startup = [this, i](uint8_t vector) { vcpus_[i]->Sipi(vector); };
+    lapics_.push_back(std::make_unique<LocalApic>(lc, this, &events_, tracer_, std::move(cb)));
+    apic_bus_->Attach(lapics_.back().get());
+  }
 
   for (int i = 0; i < config_.cpus; ++i) {
-    pending_.push_back(std::make_unique<PendingVectors>());
     VcpuConfig vc;
     vc.index = i;
     vc.apic_id = static_cast<uint32_t>(i);
@@ -97,10 +123,34 @@ absl::Status Machine::Init() {
     vc.x2apic = config_.x2apic;
     vc.tsc_deadline = config_.tsc_deadline;
     ASSIGN_OR_RETURN(std::unique_ptr<Vcpu> vcpu,
-                     Vcpu::Create(vc, ram_.get(), this, pending_.back().get(), tracer_));
+                     Vcpu::Create(vc, ram_.get(), this, lapics_[i].get(), tracer_));
     vcpus_.push_back(std::move(vcpu));
   }
-  return absl::OkStatus();
+  return InitPci();
+}
+
+absl::Status Machine::InitPci() {
+  root_complex_ = std::make_unique<RootComplex>(ram_.get(), apic_bus_.get(), tracer_, this);
+  pci_host_ = std::make_unique<PciHost>(PciHost::Platform{
+      .memory = &mmio_,
+      .io = &ports_,
+      .dma = root_complex_.get(),
+      .intx_target = ioapic_.get(),
+      .tracer = tracer_,
+      .clock = this,
+  });
+  RETURN_IF_ERROR(pci_host_->MapConfigAccess());
+  for (const std::string& d : config_.devices) {
+    if (d == "edu") {
+      edu_ = std::make_unique<Edu>(&events_);
+      RETURN_IF_ERROR(pci_host_->AddFunction(3, 0, edu_.get()));
+    } else if (d == "irqlab-testdev") {
+      irqlab_testdev_ = std::make_unique<IrqlabTestDev>();
+      RETURN_IF_ERROR(pci_host_->AddFunction(4, 0, irqlab_testdev_.get()));
+    }
+  }
+  // The firmware step: BARs and INTERRUPT_LINE, as a BIOS would.
+  return pci_host_->AssignResources();
 }
 
 absl::Status Machine::LoadKernel(absl::Span<const uint8_t> image,
@@ -240,24 +290,27 @@ RunResult Machine::Run(uint64_t max_time) {
 
 void Machine::InjectInterrupt(int cpu, int vector) {
   Trace(trace::INJECT, cpu, "host inject", vector);
-  pending_[cpu]->Set(vector);
-  vcpus_[cpu]->Kick();
+  lapics_[cpu]->Accept(static_cast<uint8_t>(vector), /*trigger_level=*/false,
+                       DeliveryMode::kFixed);
 }
 
 void Machine::InjectNmi(int cpu) {
   Trace(trace::NMI, cpu, "host NMI", 2);
-  pending_[cpu]->SetNmi();
-  vcpus_[cpu]->Kick();
+  lapics_[cpu]->Accept(2, /*trigger_level=*/false, DeliveryMode::kNmi);
 }
 
 void Machine::SetIrqLine(int line, bool high) {
   testdev_->line(line).Set(high);
 }
 
+// A CPU's own xAPIC page shadows whatever else is at that address (SDM
+// 11.4.1); it is per CPU, so it is not in the shared address space.
 uint64_t Machine::MmioRead(int cpu, uint64_t addr, unsigned size) {
+  if (std::optional<uint64_t> v = apic_bus_->MmioRead(cpu, addr, size)) return *v;
   return mmio_.Read(AccessOrigin::Cpu(cpu), addr, size);
 }
 void Machine::MmioWrite(int cpu, uint64_t addr, unsigned size, uint64_t value) {
+  if (apic_bus_->MmioWrite(cpu, addr, size, value)) return;
   mmio_.Write(AccessOrigin::Cpu(cpu), addr, size, value);
 }
 uint64_t Machine::PortRead(int cpu, uint16_t port, unsigned size) {
@@ -268,17 +321,13 @@ void Machine::PortWrite(int cpu, uint16_t port, unsigned size, uint64_t value) {
 }
 
 std::optional<uint64_t> Machine::ReadMsr(int cpu, uint32_t msr) {
-  // Until the local APIC exists: IA32_APIC_BASE reads as enabled xAPIC at the
-  // default base, BSP flag on cpu 0 (SDM 11.4.4); other platform MSRs #GP.
-  if (msr == 0x1B) {
-    return 0xFEE00000ull | (1ull << 11) | (cpu == 0 ? (1ull << 8) : 0);
-  }
+  if (LocalApic::HandlesMsr(msr)) return lapics_[cpu]->ReadMsr(msr);
   Trace(trace::MSR, cpu, absl::StrFormat("rdmsr 0x%x: no such MSR, #GP", msr), -1, msr);
   return std::nullopt;
 }
 
 bool Machine::WriteMsr(int cpu, uint32_t msr, uint64_t value) {
-  if (msr == 0x1B) return true;  // accepted, ignored by the stand-in
+  if (LocalApic::HandlesMsr(msr)) return lapics_[cpu]->WriteMsr(msr, value);
   Trace(trace::MSR, cpu, absl::StrFormat("wrmsr 0x%x: no such MSR, #GP", msr), -1, msr, value);
   return false;
 }

@@ -9,13 +9,16 @@
 // slice end run after it. When no vCPU can run, time jumps to the next event;
 // with no event left the run ends as a hang.
 //
-// Until the local APIC exists (next issue), each vCPU's interrupt source is a
-// host-side stand-in (PendingVectors) fed by scenario actions, and INIT/SIPI
-// are decoded by devices/ApicIcrStandIn.
+// Interrupt controllers: one LocalApic per vCPU (its interrupt source), all
+// attached to one ApicBus (the MSI sink and IPI router); the IOAPIC at
+// 0xFEC00000 with pc-testdev line n wired to pin n and its messages going to
+// the bus; level-triggered EOIs broadcast from the LAPICs to the IOAPIC.
+// PCI: a host bridge (config mechanism #1 at 0xCF8, ECAM at 0xB0000000), a
+// root complex that sends device MSIs to the bus and DMA to RAM, INTx wired
+// to IOAPIC pins, and the optional devices of MachineConfig::devices.
 #ifndef IRQLAB_EMU_MACHINE_H_
 #define IRQLAB_EMU_MACHINE_H_
 
-#include <bitset>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -25,7 +28,14 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "apic/apic_bus.h"
+#include "apic/local_apic.h"
+#include "devices/edu.h"
+#include "devices/irqlab_testdev.h"
 #include "devices/pc_devices.h"
+#include "ioapic/ioapic.h"
+#include "pci/pci_host.h"
+#include "pci/root_complex.h"
 #include "emu/address_space.h"
 #include "emu/clock.h"
 #include "emu/event_queue.h"
@@ -44,28 +54,18 @@ struct MachineConfig {
   uint64_t slice_ticks = 10000;
   // Echo guest serial output to this stream as it is written (may be null).
   std::ostream* console = nullptr;
+  // IOAPIC route-cache ordering (seed 003); the fixed order by default.
+  RouteUpdateOrder ioapic_route_update = RouteUpdateOrder::kUpdateBeforeService;
+  // Optional PCI devices by name: "edu" (00:03.0), "irqlab-testdev" (00:04.0).
+  std::vector<std::string> devices;
 
   static constexpr int kMaxCpus = 64;
+  // RAM ends below the PCI ECAM window at 0xB0000000.
+  static constexpr uint64_t kMaxRam = 0xB0000000;
 };
 
-// Host-side stand-in for a local APIC's IRR: vectors made pending by the host
-// are delivered highest first. No ISR, no EOI, no priorities.
-class PendingVectors : public InterruptSource {
- public:
-  void Set(int vector) { irr_.set(vector); }
-  void SetNmi() { nmi_ = true; }
-  int PendingVector() override;
-  void Acknowledge(int vector) override { irr_.reset(vector); }
-  bool TakeNmi() override {
-    const bool n = nmi_;
-    nmi_ = false;
-    return n;
-  }
-
- private:
-  std::bitset<256> irr_;
-  bool nmi_ = false;
-};
+// The optional devices MachineConfig::devices accepts.
+std::vector<std::string> KnownDevices();
 
 struct RunResult {
   enum class Outcome { kExit, kHang, kTimeLimit, kShutdown };
@@ -93,7 +93,9 @@ class Machine : public VcpuHost, public Clock {
   // `max_time`.
   RunResult Run(uint64_t max_time);
 
-  // Host-side actions (scenario runner, tests, benchmarks).
+  // Host-side actions (scenario runner, tests, benchmarks). An injected
+  // vector is accepted by the CPU's local APIC as a fixed, edge-triggered
+  // interrupt (IRR), as if it arrived on the APIC bus.
   void InjectInterrupt(int cpu, int vector);
   void InjectNmi(int cpu);
   void SetIrqLine(int line, bool high);
@@ -106,6 +108,13 @@ class Machine : public VcpuHost, public Clock {
   Vcpu& vcpu(int i) { return *vcpus_[i]; }
   int num_cpus() const { return static_cast<int>(vcpus_.size()); }
   const std::string& serial_output() const { return serial_->output(); }
+  LocalApic& lapic(int i) { return *lapics_[i]; }
+  ApicBus& apic_bus() { return *apic_bus_; }
+  IoApic& ioapic() { return *ioapic_; }
+  PciHost& pci() { return *pci_host_; }
+  // Optional devices (nullptr unless configured).
+  Edu* edu() { return edu_.get(); }
+  IrqlabTestDev* testdev() { return irqlab_testdev_.get(); }
   Tracer* tracer() { return tracer_; }
 
   // Clock: virtual time, including the running vCPU's progress in its slice.
@@ -123,6 +132,7 @@ class Machine : public VcpuHost, public Clock {
  private:
   explicit Machine(const MachineConfig& config, Tracer* tracer);
   absl::Status Init();
+  absl::Status InitPci();
   void RequestExit(int status);
   void StopAllVcpus();
   void Trace(Stage stage, int cpu, std::string_view detail, int vector = -1,
@@ -139,14 +149,21 @@ class Machine : public VcpuHost, public Clock {
   AddressSpace mmio_;
   AddressSpace ports_;
   std::unique_ptr<GuestRam> ram_;
-  std::vector<std::unique_ptr<PendingVectors>> pending_;
+  std::unique_ptr<ApicBus> apic_bus_;
+  std::vector<std::unique_ptr<LocalApic>> lapics_;
+  std::unique_ptr<IoApic> ioapic_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
+  std::unique_ptr<RootComplex> root_complex_;
+  std::unique_ptr<PciHost> pci_host_;
+  // PCI functions unmap their BARs when destroyed: declared after the
+  // address spaces and the host so they go first.
+  std::unique_ptr<Edu> edu_;
+  std::unique_ptr<IrqlabTestDev> irqlab_testdev_;
   std::unique_ptr<Serial16550> serial_;
   std::unique_ptr<DebugExit> debug_exit_;
   std::unique_ptr<PcTestDevIrq> testdev_;
   std::unique_ptr<FwCfg> fw_cfg_;
   std::unique_ptr<PicStub> pic_master_, pic_slave_;
-  std::unique_ptr<ApicIcrStandIn> apic_standin_;
 
   // Volatile state.
   uint64_t now_ = 0;                 // time at the start of the current slice

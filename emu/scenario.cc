@@ -281,10 +281,13 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
     if (!ram.ok()) return absl::InvalidArgumentError(absl::StrCat("machine.ram: ", ram.status().message()));
     mc.ram_bytes = *ram;
   }
-  if (s.machine().devices_size() > 0) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "machine.devices[0]: unknown device \"%s\" (this build has no optional devices yet)",
-        s.machine().devices(0).name()));
+  for (int i = 0; i < s.machine().devices_size(); ++i) {
+    const scenario::DeviceSpec& d = s.machine().devices(i);
+    if (!d.options().empty()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "machine.devices[%d].options: device \"%s\" takes no options", i, d.name()));
+    }
+    mc.devices.push_back(d.name());
   }
   mc.console = options.console;
   RETURN_IF_ERROR(ValidateActions(s, mc.cpus));

@@ -50,8 +50,8 @@ class VcpuHost {
   virtual uint64_t SliceStartTime() const = 0;
 };
 
-// Per-vCPU source of external interrupts: the local APIC, or the host-side
-// stand-in until the APIC exists.
+// Per-vCPU source of external interrupts: the local APIC (or, in tests,
+// a stand-in).
 class InterruptSource {
  public:
   virtual ~InterruptSource() = default;

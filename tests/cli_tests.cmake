@@ -29,3 +29,12 @@ irqlab_bad_input(bad_inject_cpu "actions\\[0\\].inject.cpu" run ${BAD}/bad_injec
 irqlab_bad_input(unknown_builtin "no built-in kernel \"nosuch\"" run ${BAD}/unknown_builtin.textproto)
 irqlab_bad_input(missing_scenario "cannot open" run /nonexistent/x.textproto)
 irqlab_bad_input(unknown_command "unknown command" frobnicate)
+irqlab_bad_input(unknown_device "--device: unknown device \"foo\"" boot hello --device=foo)
+irqlab_bad_input(device_options "takes no options" boot hello --device=edu,x=1)
+
+# A kernel boots with every optional PCI device attached.
+# (exit status 1 = the guest's debug-exit value 0)
+add_test(NAME cli.boot_with_devices COMMAND ${CMAKE_COMMAND}
+         -DIRQLAB=$<TARGET_FILE:irqlab> -DREGEX=^$ -DEXPECT_RC=1
+         "-DARGS=boot;hello;--quiet;--device=edu;--device=irqlab-testdev"
+         -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_exit.cmake)

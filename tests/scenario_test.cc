@@ -90,7 +90,7 @@ constexpr char kInject[] = R"(
   expect {
     exit_status: 1
     serial_contains: "PASS: inject"
-    trace { contains: "DELIVER" contains: "vec=0x40" count: 2 }
+    trace { contains: " DELIVER cpu=0 vec=0x40" count: 2 }
   }
 )";
 
