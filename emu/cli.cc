@@ -30,6 +30,9 @@ ABSL_FLAG(std::string, initrd, "", "file loaded as multiboot module 0 (boot)");
 ABSL_FLAG(int64_t, max_time, 1'000'000'000,
           "virtual time limit in ticks (1 tick = 1 guest instruction = 1 virtual ns) (boot)");
 ABSL_FLAG(bool, quiet, false, "do not echo the guest's serial output");
+ABSL_FLAG(std::string, cpu, "",
+          "CPU features, comma-separated: -x2apic / +x2apic, -tsc-deadline / "
+          "+tsc-deadline (default: both advertised) (boot)");
 
 namespace irqlab {
 namespace {
@@ -43,7 +46,8 @@ Usage:
   irqlab boot KERNEL             boot a multiboot kernel (file or built-in name),
       [--cpus=N] [--ram=SIZE]    QEMU -kernel style, on the PC platform; exits
       [--append=CMDLINE]         with the guest's debug-exit status
-      [--initrd=FILE] [--device=NAME[,key=value...]]... [--trace=...] [--max_time=T]
+      [--initrd=FILE] [--device=NAME[,key=value...]]... [--cpu=-x2apic]
+      [--trace=...] [--max_time=T]       devices: edu, irqlab-testdev
   irqlab kernels                 list the built-in guest kernels
 
 Exit codes: run: 0 all expectations passed, 1 one failed; boot: the guest's
@@ -126,6 +130,25 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
   }
   mc.ram_bytes = *ram;
   if (!absl::GetFlag(FLAGS_quiet)) mc.console = &std::cout;
+  const std::vector<std::string> features =
+      absl::StrSplit(absl::GetFlag(FLAGS_cpu), ',', absl::SkipEmpty());
+  for (const std::string& f : features) {
+    const bool on = f[0] == '+';
+    const std::string name = (f[0] == '+' || f[0] == '-') ? f.substr(1) : f;
+    if (name == "x2apic") {
+      mc.x2apic = on;
+    } else if (name == "tsc-deadline") {
+      mc.tsc_deadline = on;
+    } else {
+      std::cerr << "irqlab boot: --cpu: unknown feature \"" << f
+                << "\" (known: -x2apic, +x2apic, -tsc-deadline, +tsc-deadline)\n";
+      return kExitUsage;
+    }
+    if (f[0] != '+' && f[0] != '-') {
+      std::cerr << "irqlab boot: --cpu: write +" << name << " or -" << name << "\n";
+      return kExitUsage;
+    }
+  }
   for (const std::string& d : devices) {
     // NAME[,key=value...]: no device takes options yet.
     const std::vector<std::string> parts = absl::StrSplit(d, ',');

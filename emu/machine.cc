@@ -87,7 +87,9 @@ absl::Status Machine::Init() {
   RETURN_IF_ERROR(ports_.Map(0xA0, PicStub::kSize, pic_slave_.get(), "pic-slave"));
 
   // Interrupt controllers (SDM vol. 3 ch. 11; 82093AA).
-  apic_bus_ = std::make_unique<ApicBus>(this, tracer_);
+  ApicBusConfig bus_config;
+  bus_config.extended_destination_id = config_.extended_destination_id;
+  apic_bus_ = std::make_unique<ApicBus>(this, tracer_, bus_config);
   IoApicConfig ioc;
   ioc.route_update_order = config_.ioapic_route_update;
   ASSIGN_OR_RETURN(ioapic_, IoApic::Create(ioc, apic_bus_.get(), tracer_, this));

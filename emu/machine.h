@@ -56,6 +56,8 @@ struct MachineConfig {
   std::ostream* console = nullptr;
   // IOAPIC route-cache ordering (seed 003); the fixed order by default.
   RouteUpdateOrder ioapic_route_update = RouteUpdateOrder::kUpdateBeforeService;
+  // APIC bus: honour the extended destination ID MSI convention.
+  bool extended_destination_id = false;
   // Optional PCI devices by name: "edu" (00:03.0), "irqlab-testdev" (00:04.0).
   std::vector<std::string> devices;
 

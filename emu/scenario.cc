@@ -281,6 +281,10 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
     if (!ram.ok()) return absl::InvalidArgumentError(absl::StrCat("machine.ram: ", ram.status().message()));
     mc.ram_bytes = *ram;
   }
+  mc.ioapic_route_update = s.machine().ioapic_route_update() == scenario::STALE_BEFORE_SERVICE
+                               ? RouteUpdateOrder::kStaleBeforeService
+                               : RouteUpdateOrder::kUpdateBeforeService;
+  mc.extended_destination_id = s.machine().extended_destination_id();
   for (int i = 0; i < s.machine().devices_size(); ++i) {
     const scenario::DeviceSpec& d = s.machine().devices(i);
     if (!d.options().empty()) {
