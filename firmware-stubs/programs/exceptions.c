@@ -1,3 +1,4 @@
+/* KERNEL-DESCRIPTION: Takes #UD #GP #DE #BP #PF through the IDT, checks vector/error code/RIP/CR2, resumes */
 /*
  * exceptions: takes #UD, #GP, #DE, #BP and #PF through the guest IDT and
  * checks what the handler sees: vector, error code, faulting RIP (the

@@ -1,3 +1,4 @@
+/* KERNEL-DESCRIPTION: Prints a greeting with the fw_cfg CPU count and the cmdline, checks multiboot and fw_cfg */
 /*
  * hello: the smallest built-in kernel. Prints a greeting with the CPU
  * count from fw_cfg, the memory size and the command line, and checks the

@@ -1,3 +1,4 @@
+/* KERNEL-DESCRIPTION: Counts host-injected interrupts on vectors 0x20-0xFF until count=N (default 3) or a timeout */
 /*
  * inject: counts external interrupts injected by the host into the BSP.
  *

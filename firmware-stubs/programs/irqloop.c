@@ -1,3 +1,4 @@
+/* KERNEL-DESCRIPTION: Benchmark guest: incq+EOI+iretq handler on 0x20-0xFF, exits 0 after count=N interrupts */
 /*
  * irqloop: interrupt-rate benchmark guest. Every vector 0x20..0xFF goes
  * straight to a minimal handler (incq counter; EOI; iretq), bypassing

@@ -1,3 +1,4 @@
+/* KERNEL-DESCRIPTION: Starts all fw_cfg CPUs with INIT/SIPI, each AP counts in with lock xadd and reports its APIC id */
 /*
  * smp: starts every AP and checks each came up with its own APIC id.
  *
