@@ -934,8 +934,7 @@ class Vcpu::Impl {
     if (stop_requested_ || retired_ >= budget_end_) {
       exit_ = stop_requested_ ? Exit::kStopped : Exit::kBudget;
       stop_requested_ = false;
-      stop_by_hook_ = true;
-      uc_emu_stop(uc_);
+      StopAt(addr);
       return;
     }
     retired_ += it->second.icount;
@@ -1018,6 +1017,21 @@ class Vcpu::Impl {
     block_end_ = addr;  // uncredit at most once per block entry
   }
 
+  // Ends uc_emu_start() with the guest at instruction boundary `addr`.
+  // uc_emu_stop() alone is not enough in a UC_HOOK_BLOCK callback: when the
+  // block was entered through a chained (goto_tb) jump, Unicorn 2.1.1 has
+  // not stored the new RIP yet, and on a stop request it skips restoring RIP
+  // from the TB. RIP is then left at the last instruction that synced it
+  // (e.g. a CALL, whose push precedes its jump), and the next Run()
+  // re-executes that instruction although its effects are done: a second
+  // return address is pushed, the guest's stack is off by 8 and its IRETQ
+  // pops the error code as RIP. Writing RIP makes the stop exact.
+  void StopAt(uint64_t addr) {
+    stop_by_hook_ = true;
+    SetReg(UC_X86_REG_RIP, addr);
+    uc_emu_stop(uc_);
+  }
+
   bool AddHook(uint64_t begin, uint64_t end, bool) {
     if (!hooked_.insert(begin).second) return false;
     uc_hook h;
@@ -1037,8 +1051,7 @@ class Vcpu::Impl {
       UncreditRestOfBlock(addr);
       exit_ = Exit::kStopped;
       stop_requested_ = false;
-      stop_by_hook_ = true;
-      uc_emu_stop(uc_);
+      StopAt(addr);
       return;
     }
     if (check_irq_ && addr != inhibit_at_ && TryInterrupt(addr)) {

@@ -283,6 +283,45 @@ TEST_F(VcpuTest, ExceptionsAreDeliveredThroughTheGuestIdt) {
   EXPECT_EQ(Res(0x90), 6u) << "six exceptions handled";
 }
 
+// SDM 4.6 / 4.7: with CR0.WP=1 a supervisor write to a present read-only
+// page faults with error code P|W = 0x3 and CR2 = the address; the handler
+// resumes past the store, and later #PFs (not-present write 0x2, another
+// read-only write 0x3) are delivered the same way. The handler has the shape
+// of a C runtime's (stub, 15 pushes, CALL to a dispatcher, IRETQ). Run in
+// slices of every size from "one block" up: a slice that ends at a block
+// entered through a chained jump (e.g. the dispatcher after the CALL) must
+// resume exactly there. It used to resume at the CALL (Unicorn left RIP
+// stale), pushing a second return address: IRETQ then popped the error code
+// as RIP and raised #GP.
+TEST_F(VcpuTest, WriteToReadOnlyPageFaultsAndLaterPageFaultsStillWork) {
+  for (uint64_t budget : {uint64_t{100000}, uint64_t{1}, uint64_t{2},
+                          uint64_t{3}, uint64_t{5}, uint64_t{7}, uint64_t{13}}) {
+    SCOPED_TRACE(::testing::Message() << "slice budget " << budget);
+    host_ = TestHost();
+    ram_ = std::move(*GuestRam::Create(16 << 20));
+    Boot(17);
+    for (int i = 0; i < 200000 && !host_.done; ++i) {
+      if (vcpu_->Run(budget) != Vcpu::Exit::kBudget) break;
+    }
+    ASSERT_TRUE(host_.done) << vcpu_->stop_reason() << " rip=" << std::hex << *vcpu_->ReadRegister("rip") << " dead=" << Res(0x300) << " count=" << Count();
+    EXPECT_EQ(Res(0x300), 0u) << "no unexpected vector (e.g. #GP at IRETQ)";
+    EXPECT_EQ(Res(0x60), 3u) << "three #PF handled";
+    EXPECT_EQ(Res(0x400), 3u) << "write to a present read-only page: P|W";
+    EXPECT_EQ(Res(0x408), 0x40001010u) << "CR2";
+    EXPECT_EQ(Res(0x410), Res(0x48)) << "frame RIP = the store";
+    EXPECT_EQ(Res(0x420), 2u) << "second #PF: write to a not-present page";
+    EXPECT_EQ(Res(0x428), 0x40000008u);
+    EXPECT_EQ(Res(0x430), Res(0x50));
+    EXPECT_EQ(Res(0x440), 3u) << "third #PF: another read-only page";
+    EXPECT_EQ(Res(0x448), 0x40002020u);
+    EXPECT_EQ(Res(0x450), Res(0x58));
+    EXPECT_EQ(Res(0x38), Res(0x30)) << "stack balanced across the faults";
+    EXPECT_EQ(Res(0x40), ram_->Load<uint64_t>(0x1000)) << "RO page readable";
+    EXPECT_EQ(*vcpu_->ReadRegister("r14"), 0x600Du) << "guest went on";
+    EXPECT_EQ(Count(), 3u);
+  }
+}
+
 // The APIC MSRs (IA32_APIC_BASE 0x1B, x2APIC 0x800-0x8FF) reach the platform;
 // IA32_TIME_STAMP_COUNTER (0x10) is virtual time.
 TEST_F(VcpuTest, ApicMsrsReachTheHost) {

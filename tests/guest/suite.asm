@@ -184,7 +184,7 @@ done:
 scenarios:
   dq sc_boot, sc_out_nop, sc_mmio_nop, sc_trap_gate, sc_ist, sc_sti_shadow
   dq sc_if0, sc_hlt, sc_nmi, sc_exceptions, sc_msr, sc_cpuid, sc_rdtsc
-  dq sc_loop, sc_irq_spin, sc_reg_loop, sc_out_loop
+  dq sc_loop, sc_irq_spin, sc_reg_loop, sc_out_loop, sc_pf_wp
 
 ; 0: boot state recorded; report EFER via host.
 sc_boot:
@@ -508,6 +508,112 @@ sc_out_loop:
 .l:
   out dx, al
   jmp .l
+
+; 17: #PF on writes with CR0.WP=1: a present read-only page (error 0x3),
+; a not-present page (0x2), another read-only page (0x3). The handler has
+; the shape of a C runtime's: stub pushes the vector, common code saves 15
+; GPRs and CALLs a dispatcher (which records error code, CR2 and frame RIP
+; at RES+0x400+32*n and skips RES+0x100 bytes), then pops and IRETQs.
+PF_PT  equ 0x13000             ; PT for VA 0x40000000 (4 KiB pages)
+PF_PD  equ 0x14000             ; PD for VA 0x40000000..0x7FFFFFFF
+sc_pf_wp:
+  mov edi, PF_PT
+  mov ecx, 2*1024
+  xor eax, eax
+  rep stosd
+  mov qword [PF_PT+8], 0x1000 | 1      ; 0x40001000: present, read-only
+  mov qword [PF_PT+16], 0x2000 | 1     ; 0x40002000: present, read-only
+  mov qword [PF_PD], PF_PT | 3
+  mov qword [0x11000+8], PF_PD | 3     ; PDPT[1]
+  mov rax, cr3
+  mov cr3, rax
+  mov rax, cr0
+  or eax, 0x10000                      ; CR0.WP
+  mov cr0, rax
+  mov edi, 14
+  mov rsi, pf_stub
+  mov edx, 0x8E00
+  call set_gate
+  mov qword [COUNT], 0
+  mov qword [RES+0x100], 7             ; mov qword [rbx], imm32: 7 bytes
+  mov [RES+0x30], rsp
+  mov rbx, 0x40001010
+.w1:
+  mov qword [rbx], 1
+  mov rbx, 0x40000008
+.w2:
+  mov qword [rbx], 2
+  mov rbx, 0x40002020
+.w3:
+  mov qword [rbx], 3
+  mov [RES+0x38], rsp                  ; RSP unchanged by the three faults
+  mov rax, [0x40001000]                ; reads of a read-only page still work
+  mov [RES+0x40], rax
+  mov rax, .w1
+  mov [RES+0x48], rax
+  mov rax, .w2
+  mov [RES+0x50], rax
+  mov rax, .w3
+  mov [RES+0x58], rax
+  mov rax, [COUNT]
+  mov [RES+0x60], rax
+  mov r14, 0x600D                      ; the guest carried on normally
+  jmp done
+pf_stub:
+  push 14                              ; vector (the CPU pushed the error)
+  jmp pf_common
+pf_common:
+  push rax
+  push rbx
+  push rcx
+  push rdx
+  push rsi
+  push rdi
+  push rbp
+  push r8
+  push r9
+  push r10
+  push r11
+  push r12
+  push r13
+  push r14
+  push r15
+  mov rdi, rsp
+  call pf_dispatch
+  pop r15
+  pop r14
+  pop r13
+  pop r12
+  pop r11
+  pop r10
+  pop r9
+  pop r8
+  pop rbp
+  pop rdi
+  pop rsi
+  pop rdx
+  pop rcx
+  pop rbx
+  pop rax
+  add rsp, 16                          ; vector, error code
+  iretq
+; rdi = saved GPRs; [rdi+120] vector, [rdi+128] error, [rdi+136] RIP
+pf_dispatch:
+  mov rcx, [COUNT]
+  cmp rcx, 3
+  jae .skip_record
+  shl rcx, 5
+  mov rax, [rdi+128]
+  mov [RES+0x400+rcx], rax
+  mov rax, cr2
+  mov [RES+0x408+rcx], rax
+  mov rax, [rdi+136]
+  mov [RES+0x410+rcx], rax
+.skip_record:
+  mov rax, [RES+0x100]
+  add [rdi+136], rax
+  inc qword [COUNT]
+  ret
 
 align 16
 gdt:
