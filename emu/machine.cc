@@ -248,6 +248,7 @@ RunResult Machine::Run(uint64_t max_time) {
       end = std::max(*next, now_ + 1);
     }
 
+    slice_end_ = end;
     bool progressed = false;
     for (auto& vcpu : vcpus_) {
       if (vcpu->state() == Vcpu::State::kWaitForSipi ||
@@ -257,7 +258,7 @@ RunResult Machine::Run(uint64_t max_time) {
       running_cpu_ = vcpu->index();
       slice_start_time_ = now_;
       running_start_instr_ = vcpu->instructions_retired();
-      vcpu->Run(end - now_);
+      if (slice_end_ > now_) vcpu->Run(slice_end_ - now_);
       const uint64_t retired = vcpu->instructions_retired() - running_start_instr_;
       running_cpu_ = -1;
       progressed |= retired != 0;
@@ -269,7 +270,7 @@ RunResult Machine::Run(uint64_t max_time) {
     }
     if (exit_status_) continue;
     if (progressed) {
-      now_ = end;
+      now_ = slice_end_;
       continue;
     }
     // No vCPU could run: jump to the next event, or report the hang.
@@ -312,14 +313,27 @@ uint64_t Machine::MmioRead(int cpu, uint64_t addr, unsigned size) {
   return mmio_.Read(AccessOrigin::Cpu(cpu), addr, size);
 }
 void Machine::MmioWrite(int cpu, uint64_t addr, unsigned size, uint64_t value) {
-  if (apic_bus_->MmioWrite(cpu, addr, size, value)) return;
-  mmio_.Write(AccessOrigin::Cpu(cpu), addr, size, value);
+  if (!apic_bus_->MmioWrite(cpu, addr, size, value)) {
+    mmio_.Write(AccessOrigin::Cpu(cpu), addr, size, value);
+  }
+  FitSliceToEvents();
 }
 uint64_t Machine::PortRead(int cpu, uint16_t port, unsigned size) {
   return ports_.Read(AccessOrigin::Cpu(cpu), port, size);
 }
 void Machine::PortWrite(int cpu, uint16_t port, unsigned size, uint64_t value) {
   ports_.Write(AccessOrigin::Cpu(cpu), port, size, value);
+  FitSliceToEvents();
+}
+
+void Machine::FitSliceToEvents() {
+  if (running_cpu_ < 0) return;
+  const std::optional<uint64_t> next = events_.NextTime();
+  if (!next || *next >= slice_end_) return;
+  const uint64_t now = Now();
+  const uint64_t target = std::max(*next, now + 1);
+  vcpus_[running_cpu_]->ShortenSlice(target - now);
+  slice_end_ = target;
 }
 
 std::optional<uint64_t> Machine::ReadMsr(int cpu, uint32_t msr) {
@@ -329,7 +343,11 @@ std::optional<uint64_t> Machine::ReadMsr(int cpu, uint32_t msr) {
 }
 
 bool Machine::WriteMsr(int cpu, uint32_t msr, uint64_t value) {
-  if (LocalApic::HandlesMsr(msr)) return lapics_[cpu]->WriteMsr(msr, value);
+  if (LocalApic::HandlesMsr(msr)) {
+    const bool ok = lapics_[cpu]->WriteMsr(msr, value);
+    FitSliceToEvents();
+    return ok;
+  }
   Trace(trace::MSR, cpu, absl::StrFormat("wrmsr 0x%x: no such MSR, #GP", msr), -1, msr, value);
   return false;
 }

@@ -5,9 +5,13 @@
 // Run loop (deterministic by construction): virtual time advances in slices
 // of `slice_ticks`, shortened so that a slice never crosses the next queued
 // event. In each slice every runnable vCPU runs, in index order, for the
-// slice length in retired instructions (block-granular). Events due at the
-// slice end run after it. When no vCPU can run, time jumps to the next event;
-// with no event left the run ends as a hang.
+// slice length in retired instructions (block-granular). An event that a
+// running vCPU schedules inside the slice (e.g. by arming its APIC timer)
+// shortens the slice for it and for the vCPUs after it in the round; vCPUs
+// earlier in the round have already run to the old end (a skew of at most
+// one slice). Events due at the slice end run after it. When no vCPU can
+// run, time jumps to the next event; with no event left the run ends as a
+// hang.
 //
 // Interrupt controllers: one LocalApic per vCPU (its interrupt source), all
 // attached to one ApicBus (the MSI sink and IPI router); the IOAPIC at
@@ -140,6 +144,10 @@ class Machine : public VcpuHost, public Clock {
   void Trace(Stage stage, int cpu, std::string_view detail, int vector = -1,
              uint64_t address = 0, uint64_t data = 0);
   std::string DescribeIdleCpus() const;
+  // After a device or MSR access by the running vCPU: if it scheduled an
+  // event inside the running slice (a LAPIC timer, a device completion),
+  // end the slice there so the event fires on time (± one basic block).
+  void FitSliceToEvents();
 
   // Static configuration.
   const MachineConfig config_;
@@ -170,6 +178,7 @@ class Machine : public VcpuHost, public Clock {
   // Volatile state.
   uint64_t now_ = 0;                 // time at the start of the current slice
   uint64_t slice_start_time_ = 0;
+  uint64_t slice_end_ = 0;           // end of the current round of slices
   int running_cpu_ = -1;             // vCPU inside Run(), or -1
   uint64_t running_start_instr_ = 0;
   std::optional<int> exit_status_;

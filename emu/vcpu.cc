@@ -502,6 +502,9 @@ class Vcpu::Impl {
 
   void Kick() { check_irq_ = true; }
   void RequestStop() { stop_requested_ = true; }
+  void ShortenSlice(uint64_t remaining) {
+    budget_end_ = std::min(budget_end_, retired_ + remaining);
+  }
 
   // ---- Register helpers ------------------------------------------------
   uint64_t Reg(int id) const {
@@ -1405,6 +1408,7 @@ absl::Status Vcpu::SetMultibootEntry(uint32_t entry, uint32_t eax,
 void Vcpu::Init() { impl_->Init(); }
 void Vcpu::Sipi(uint8_t vector) { impl_->Sipi(vector); }
 Vcpu::Exit Vcpu::Run(uint64_t budget) { return impl_->Run(budget); }
+void Vcpu::ShortenSlice(uint64_t remaining) { impl_->ShortenSlice(remaining); }
 void Vcpu::Kick() { impl_->Kick(); }
 void Vcpu::RequestStop() { impl_->RequestStop(); }
 Vcpu::State Vcpu::state() const { return impl_->state_; }
@@ -1451,5 +1455,9 @@ absl::StatusOr<uint64_t> Vcpu::ReadRegister(const std::string& name) const {
 // this hook may exist per program.
 extern "C" const char* __lsan_default_suppressions() {
   return "leak:libunicorn.so\n";
+}
+// Keep stderr clean (the CLI tests read it): don't list used suppressions.
+extern "C" const char* __lsan_default_options() {
+  return "print_suppressions=0";
 }
 #endif

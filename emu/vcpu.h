@@ -119,6 +119,10 @@ class Vcpu {
   // Ends the current Run() at the next block boundary. Safe from device
   // callbacks (never calls uc_emu_stop from inside an access).
   void RequestStop();
+  // Ends the current Run() at the first block boundary at or after
+  // `remaining` more retired instructions, if that is sooner than its budget
+  // (an event was scheduled inside the running slice). Safe from callbacks.
+  void ShortenSlice(uint64_t remaining);
 
   State state() const;
   uint64_t instructions_retired() const;
