@@ -151,6 +151,22 @@ void lapic_send_ipi(uint32_t dest_apic_id, uint32_t icr_lo) {
   lapic_write(LAPIC_ICR_LO, icr_lo);
 }
 
+volatile uint64_t lapic_x2apic_cpus;
+
+void lapic_enable_x2apic(void) {
+  uint64_t base = rdmsr(MSR_IA32_APIC_BASE);
+  wrmsr(MSR_IA32_APIC_BASE, base | APIC_BASE_EN | APIC_BASE_EXTD);
+  __atomic_or_fetch(&lapic_x2apic_cpus, 1ull << this_cpu(), __ATOMIC_SEQ_CST);
+}
+
+void lapic_send_ipi_any(uint32_t dest, uint32_t icr_lo) {
+  if (lapic_in_x2apic()) {
+    wrmsr(MSR_X2APIC_ICR, ((uint64_t)dest << 32) | icr_lo);
+  } else {
+    lapic_send_ipi(dest, icr_lo);
+  }
+}
+
 /* ---- Entry ---- */
 
 /* Called by boot.S on the BSP: 64-bit mode, IF=0, boot stack. */

@@ -147,11 +147,108 @@ static inline uint32_t lapic_id(void) { return lapic_read(LAPIC_ID) >> 24; }
 static inline void lapic_enable(void) {
   lapic_write(LAPIC_SVR, 0x100 | LAPIC_SPURIOUS_VECTOR);
 }
-/* End of interrupt (SDM 11.8.5). irq_dispatch() does this for every
- * external vector (>= 32, except the spurious one) after its handler. */
-static inline void lapic_eoi(void) { lapic_write(LAPIC_EOI, 0); }
-/* Writes ICR high (destination in bits 31:24), then ICR low (sends). */
+/* More register offsets of the xAPIC page (SDM Table 11-1). */
+#define LAPIC_VERSION 0x030
+#define LAPIC_TPR 0x080
+#define LAPIC_APR 0x090
+#define LAPIC_PPR 0x0A0
+#define LAPIC_LDR 0x0D0
+#define LAPIC_DFR 0x0E0
+#define LAPIC_ISR 0x100 /* + 0x10 * (vector / 32), bit vector % 32 */
+#define LAPIC_TMR 0x180
+#define LAPIC_IRR 0x200
+#define LAPIC_ESR 0x280
+#define LAPIC_LVT_TIMER 0x320
+#define LAPIC_LVT_THERMAL 0x330
+#define LAPIC_LVT_PMC 0x340
+#define LAPIC_LVT_LINT0 0x350
+#define LAPIC_LVT_LINT1 0x360
+#define LAPIC_LVT_ERROR 0x370
+#define LAPIC_TMICT 0x380
+#define LAPIC_TMCCT 0x390
+#define LAPIC_TDCR 0x3E0
+/* ICR low fields (SDM 11.6.1). */
+#define ICR_FIXED 0x00000000u
+#define ICR_LOWEST 0x00000100u
+#define ICR_NMI 0x00000400u
+#define ICR_LOGICAL 0x00000800u
+#define ICR_ASSERT 0x00004000u
+#define ICR_LEVEL 0x00008000u
+#define ICR_SELF 0x00040000u
+#define ICR_ALL_INCL 0x00080000u
+#define ICR_ALL_EXCL 0x000C0000u
+/* LVT fields (SDM 11.5.1). */
+#define LVT_MASKED 0x00010000u
+#define LVT_TIMER_ONESHOT 0x00000000u
+#define LVT_TIMER_PERIODIC 0x00020000u
+#define LVT_TIMER_TSC_DEADLINE 0x00040000u
+/* DFR models (SDM 11.6.2.2). */
+#define DFR_FLAT 0xFFFFFFFFu
+#define DFR_CLUSTER 0x0FFFFFFFu
+
+/* MSRs (SDM 11.4.4, 11.5.4.1, 11.12.1.2). */
+#define MSR_IA32_APIC_BASE 0x1B
+#define APIC_BASE_BSP (1ull << 8)
+#define APIC_BASE_EXTD (1ull << 10)
+#define APIC_BASE_EN (1ull << 11)
+#define MSR_IA32_TSC_DEADLINE 0x6E0
+/* x2APIC MSR of an xAPIC register offset: 0x800 + offset / 16. */
+#define X2APIC_MSR(reg) (0x800u + ((uint32_t)(reg) >> 4))
+#define MSR_X2APIC_ICR 0x830   /* 64-bit: destination in 63:32 */
+#define MSR_X2APIC_SELF_IPI 0x83F
+
+/* Index of the calling CPU, from its task register (each CPU loads the TSS
+ * selector TSS_SEL_BASE + 16 * cpu in cpu_init_descriptors()). */
+static inline int this_cpu(void) {
+  uint16_t tr;
+  __asm__ volatile("str %0" : "=r"(tr));
+  return (tr - TSS_SEL_BASE) / 16;
+}
+/* CPUID.1:ECX bit 21 (x2APIC) and bit 24 (TSC-deadline timer). */
+static inline bool cpu_has_x2apic(void) {
+  uint32_t a, b, c, d;
+  cpuid(1, &a, &b, &c, &d);
+  return (c >> 21) & 1;
+}
+static inline bool cpu_has_tsc_deadline(void) {
+  uint32_t a, b, c, d;
+  cpuid(1, &a, &b, &c, &d);
+  return (c >> 24) & 1;
+}
+/* Bit i set: CPU i switched its APIC to x2APIC mode with
+ * lapic_enable_x2apic() (the xAPIC page is not decoded then, SDM 11.12.1;
+ * the mode-aware helpers below use the MSRs instead). */
+extern volatile uint64_t lapic_x2apic_cpus;
+static inline bool lapic_in_x2apic(void) {
+  return lapic_x2apic_cpus && ((lapic_x2apic_cpus >> this_cpu()) & 1);
+}
+/* xAPIC -> x2APIC (IA32_APIC_BASE.EXTD = 1, SDM 11.12.5) on the calling
+ * CPU. The wrmsr raises #GP without CPUID x2APIC support: check
+ * cpu_has_x2apic() first. */
+void lapic_enable_x2apic(void);
+/* Register access in the calling CPU's current mode: the xAPIC page, or
+ * the x2APIC MSR 0x800 + reg / 16 (32-bit registers; not the ICR). */
+static inline uint32_t lapic_reg_read(uint32_t reg) {
+  if (lapic_in_x2apic()) return (uint32_t)rdmsr(X2APIC_MSR(reg));
+  return lapic_read(reg);
+}
+static inline void lapic_reg_write(uint32_t reg, uint32_t v) {
+  if (lapic_in_x2apic()) wrmsr(X2APIC_MSR(reg), v);
+  else lapic_write(reg, v);
+}
+/* End of interrupt (SDM 11.8.5) in the calling CPU's mode. irq_dispatch()
+ * does this for every external vector (>= 32, except the spurious one)
+ * after its handler. */
+static inline void lapic_eoi(void) {
+  if (lapic_in_x2apic()) wrmsr(X2APIC_MSR(LAPIC_EOI), 0);
+  else lapic_write(LAPIC_EOI, 0);
+}
+/* Writes ICR high (destination in bits 31:24), then ICR low (sends).
+ * xAPIC mode only. */
 void lapic_send_ipi(uint32_t dest_apic_id, uint32_t icr_lo);
+/* Sends an IPI in the calling CPU's mode: xAPIC ICR high/low (dest 8 bits)
+ * or the x2APIC ICR MSR (dest 32 bits). */
+void lapic_send_ipi_any(uint32_t dest, uint32_t icr_lo);
 
 /* ---- SMP ---- */
 
