@@ -104,9 +104,7 @@ absl::Status Machine::Init() {
     lc.tsc_deadline = config_.tsc_deadline;
     // The callbacks reach vCPU i, which is created after its APIC.
     LocalApicCallbacks cb;
-    cb.kick = [this, i] {
-      if (i < static_cast<int>(vcpus_.size())) vcpus_[i]->Kick();
-    };
+    cb.kick = [this, i] { KickCpu(i); };
     cb.eoi_broadcast = [this](uint8_t vector) { ioapic_->EndOfInterrupt(vector); };
     cb.init = [this, i] {
       // INIT to the BSP would reset it to the firmware: not modelled.
@@ -324,6 +322,22 @@ uint64_t Machine::PortRead(int cpu, uint16_t port, unsigned size) {
 void Machine::PortWrite(int cpu, uint16_t port, unsigned size, uint64_t value) {
   ports_.Write(AccessOrigin::Cpu(cpu), port, size, value);
   FitSliceToEvents();
+}
+
+void Machine::KickCpu(int cpu) {
+  if (cpu >= static_cast<int>(vcpus_.size())) return;  // during construction
+  if (running_cpu_ < 0 || running_cpu_ == cpu) {
+    vcpus_[cpu]->Kick();
+    return;
+  }
+  // Sent by the running vCPU to another one: not before now, and end the
+  // sender's slice here so the receiver gets it with little delay.
+  const uint64_t now = Now();
+  vcpus_[cpu]->KickNotBefore(now);
+  if (slice_end_ > now + 1) {
+    vcpus_[running_cpu_]->ShortenSlice(1);
+    slice_end_ = now + 1;
+  }
 }
 
 void Machine::FitSliceToEvents() {

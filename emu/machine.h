@@ -148,6 +148,8 @@ class Machine : public VcpuHost, public Clock {
   // event inside the running slice (a LAPIC timer, a device completion),
   // end the slice there so the event fires on time (± one basic block).
   void FitSliceToEvents();
+  // The local APIC of `cpu` has something new to deliver.
+  void KickCpu(int cpu);
 
   // Static configuration.
   const MachineConfig config_;

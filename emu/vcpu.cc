@@ -460,7 +460,7 @@ class Vcpu::Impl {
       return Exit::kNotRunnable;
     }
     if (state_ == State::kHalted) {
-      if (!check_irq_ || !WakeCondition()) return Exit::kHalted;
+      if (!check_irq_ || !KickDue() || !WakeCondition()) return Exit::kHalted;
       state_ = State::kRunnable;
       Trace(trace::WAKE, "");
     }
@@ -501,6 +501,14 @@ class Vcpu::Impl {
   }
 
   void Kick() { check_irq_ = true; }
+  void KickNotBefore(uint64_t time) {
+    check_irq_ = true;
+    kick_not_before_ = std::max(kick_not_before_, time);
+  }
+  // True once this vCPU's own virtual time has reached the latest
+  // KickNotBefore() time (cross-CPU interrupts are never taken before they
+  // were sent).
+  bool KickDue() const { return VirtualTsc() >= kick_not_before_; }
   void RequestStop() { stop_requested_ = true; }
   void ShortenSlice(uint64_t remaining) {
     budget_end_ = std::min(budget_end_, retired_ + remaining);
@@ -925,7 +933,7 @@ class Vcpu::Impl {
     const bool in_shadow = last_block_shadow_ && !deferred_last_;
     deferred_last_ = false;
     inhibit_at_ = ~0ull;
-    if (check_irq_) {
+    if (check_irq_ && KickDue()) {
       if (in_shadow) {
         deferred_last_ = true;
         inhibit_at_ = addr;
@@ -1057,7 +1065,7 @@ class Vcpu::Impl {
       StopAt(addr);
       return;
     }
-    if (check_irq_ && addr != inhibit_at_ && TryInterrupt(addr)) {
+    if (check_irq_ && addr != inhibit_at_ && KickDue() && TryInterrupt(addr)) {
       UncreditRestOfBlock(addr);
       return;
     }
@@ -1363,6 +1371,7 @@ class Vcpu::Impl {
   bool stop_by_hook_ = false;
   bool stop_requested_ = false;
   bool check_irq_ = false;
+  uint64_t kick_not_before_ = 0;  // virtual time; see KickNotBefore()
   bool nmi_blocked_ = false;
   bool nmi_pending_ = false;
   uint64_t nmi_return_rip_ = 0;
@@ -1409,6 +1418,7 @@ void Vcpu::Init() { impl_->Init(); }
 void Vcpu::Sipi(uint8_t vector) { impl_->Sipi(vector); }
 Vcpu::Exit Vcpu::Run(uint64_t budget) { return impl_->Run(budget); }
 void Vcpu::ShortenSlice(uint64_t remaining) { impl_->ShortenSlice(remaining); }
+void Vcpu::KickNotBefore(uint64_t time) { impl_->KickNotBefore(time); }
 void Vcpu::Kick() { impl_->Kick(); }
 void Vcpu::RequestStop() { impl_->RequestStop(); }
 Vcpu::State Vcpu::state() const { return impl_->state_; }

@@ -116,6 +116,11 @@ class Vcpu {
   // The interrupt source's state changed (something may be pending): re-check
   // at the next instruction boundary, and wake from HLT. Cheap; call freely.
   void Kick();
+  // Kick() for an interrupt sent at virtual time `time` by another vCPU
+  // running in the same round of slices: this vCPU takes it (or wakes from
+  // HLT) only once its own virtual time has reached `time`, so an effect
+  // never precedes its cause in the trace.
+  void KickNotBefore(uint64_t time);
   // Ends the current Run() at the next block boundary. Safe from device
   // callbacks (never calls uc_emu_stop from inside an access).
   void RequestStop();
