@@ -53,8 +53,8 @@ bool ApicBus::Matches(const LocalApic& apic, const ApicDestination& dest) {
   return cluster_ok && (logical_id & mda & 0xF) != 0;
 }
 
-std::vector<LocalApic*> ApicBus::Decode(const ApicDestination& dest) const {
-  std::vector<LocalApic*> out;
+ApicBus::ApicList ApicBus::Decode(const ApicDestination& dest) const {
+  ApicList out;
   for (LocalApic* a : apics_) {
     if (a->globally_enabled() && Matches(*a, dest)) out.push_back(a);
   }
@@ -62,8 +62,8 @@ std::vector<LocalApic*> ApicBus::Decode(const ApicDestination& dest) const {
 }
 
 LocalApic* ApicBus::ArbitrateLowestPriority(
-    const std::vector<LocalApic*>& candidates, uint8_t vector) const {
-  std::vector<LocalApic*> pool;
+    const ApicList& candidates, uint8_t vector) const {
+  ApicList pool;
   for (LocalApic* a : candidates) {
     if (a->software_enabled()) pool.push_back(a);
   }
@@ -81,7 +81,7 @@ LocalApic* ApicBus::ArbitrateLowestPriority(
                            });
 }
 
-std::string ApicBus::CpuList(const std::vector<LocalApic*>& targets) {
+std::string ApicBus::CpuList(const ApicList& targets) {
   std::string out;
   for (const LocalApic* a : targets) {
     absl::StrAppend(&out, out.empty() ? "" : ",", a->cpu());
@@ -118,11 +118,14 @@ void ApicBus::Signal(const MsiMessage& m) {
   ApicDestination dest{ext ? m.ExtendedDestinationId() : m.DestinationId(),
                        logical, /*wide=*/false};
   // With extended ids, 0x1FF etc. are ids: only exactly 0xFF is broadcast.
-  std::vector<LocalApic*> targets = Decode(dest);
-  const std::string dest_text = absl::StrFormat(
-      "%s destination 0x%x", logical ? "logical" : "physical", dest.id);
+  ApicList targets = Decode(dest);
+  // Built only when traced: this is the MSI fast path.
+  auto dest_text = [&] {
+    return absl::StrFormat("%s destination 0x%x", logical ? "logical" : "physical",
+                           dest.id);
+  };
   if (targets.empty()) {
-    Trace(trace::MSI_DROPPED, -1, absl::StrCat("no APIC matches ", dest_text),
+    Trace(trace::MSI_DROPPED, -1, absl::StrCat("no APIC matches ", dest_text()),
           m.Vector(), m.address, m.data, rid);
     return;
   }
@@ -134,7 +137,7 @@ void ApicBus::Signal(const MsiMessage& m) {
   if (tracer_ != nullptr && tracer_->enabled()) {
     const bool ignored_bits = !ext && ((m.address >> 5) & 0x7F) != 0;
     Trace(trace::APIC_ROUTE, targets.size() == 1 ? targets[0]->cpu() : -1,
-          absl::StrFormat("msi %s %s %s -> cpus %s%s%s", dest_text,
+          absl::StrFormat("msi %s %s %s -> cpus %s%s%s", dest_text(),
                           DeliveryModeName(mode),
                           m.TriggerLevel() ? "level" : "edge", CpuList(targets),
                           arbitrate ? " (lowest-priority arbitration)" : "",
@@ -148,7 +151,7 @@ void ApicBus::Signal(const MsiMessage& m) {
 void ApicBus::SendIpi(const Ipi& ipi) {
   const apic::IcrValue& icr = ipi.icr;
   const DeliveryMode mode = icr.delivery_mode();
-  std::vector<LocalApic*> targets;
+  ApicList targets;
   std::string dest_text;
   switch (icr.shorthand()) {
     case apic::Shorthand::kNone: {

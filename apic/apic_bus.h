@@ -52,6 +52,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/inlined_vector.h"
 #include "apic/local_apic.h"
 #include "emu/clock.h"
 #include "emu/msi.h"
@@ -105,10 +106,12 @@ class ApicBus : public MsiSink, public IpiSink {
 
  private:
   // Enabled APICs matching `dest`, in CPU order.
-  std::vector<LocalApic*> Decode(const ApicDestination& dest) const;
-  LocalApic* ArbitrateLowestPriority(const std::vector<LocalApic*>& candidates,
+  // Matching APICs; inline storage keeps the MSI fast path allocation-free.
+  using ApicList = absl::InlinedVector<LocalApic*, 8>;
+  ApicList Decode(const ApicDestination& dest) const;
+  LocalApic* ArbitrateLowestPriority(const ApicList& candidates,
                                      uint8_t vector) const;
-  static std::string CpuList(const std::vector<LocalApic*>& targets);
+  static std::string CpuList(const ApicList& targets);
   void Trace(Stage stage, int cpu, const std::string& detail, int vector,
              uint64_t address, uint64_t data, uint32_t rid);
 
