@@ -92,6 +92,7 @@ absl::Status Machine::Init() {
   apic_bus_ = std::make_unique<ApicBus>(this, tracer_, bus_config);
   IoApicConfig ioc;
   ioc.route_update_order = config_.ioapic_route_update;
+  ioc.version = config_.ioapic_version;
   ASSIGN_OR_RETURN(ioapic_, IoApic::Create(ioc, apic_bus_.get(), tracer_, this));
   RETURN_IF_ERROR(mmio_.Map(ioc.base, ioapic::kMmioSize, ioapic_.get(), "ioapic"));
   for (int n = 0; n < PcTestDevIrq::kNumLines; ++n) testdev_->line(n).Connect(ioapic_.get(), n);

@@ -60,6 +60,8 @@ struct MachineConfig {
   std::ostream* console = nullptr;
   // IOAPIC route-cache ordering (seed 003); the fixed order by default.
   RouteUpdateOrder ioapic_route_update = RouteUpdateOrder::kUpdateBeforeService;
+  // IOAPIC version register: 0x20 (with the EOI register) or 0x11.
+  uint8_t ioapic_version = 0x20;
   // APIC bus: honour the extended destination ID MSI convention.
   bool extended_destination_id = false;
   // Optional PCI devices by name: "edu" (00:03.0), "irqlab-testdev" (00:04.0).

@@ -285,6 +285,13 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
                                ? RouteUpdateOrder::kStaleBeforeService
                                : RouteUpdateOrder::kUpdateBeforeService;
   mc.extended_destination_id = s.machine().extended_destination_id();
+  if (s.machine().ioapic_version() != 0) {
+    if (s.machine().ioapic_version() != 0x20 && s.machine().ioapic_version() != 0x11) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "machine.ioapic_version: must be 0x20 or 0x11, got 0x%x", s.machine().ioapic_version()));
+    }
+    mc.ioapic_version = static_cast<uint8_t>(s.machine().ioapic_version());
+  }
   for (int i = 0; i < s.machine().devices_size(); ++i) {
     const scenario::DeviceSpec& d = s.machine().devices(i);
     if (!d.options().empty()) {

@@ -74,6 +74,11 @@ TEST(ScenarioValidateTest, ErrorsNameTheField) {
        "actions[0].irq_line.line"},
       {"machine { devices { name: \"flux\" } } kernel { builtin: \"hello\" }",
        "machine.devices[0]"},
+      {"machine { devices { name: \"edu\" options { key: \"x\" value: \"1\" } } } "
+       "kernel { builtin: \"hello\" }",
+       "machine.devices[0].options"},
+      {"machine { ioapic_version: 0x17 } kernel { builtin: \"hello\" }",
+       "machine.ioapic_version"},
   };
   for (const Case& c : cases) {
     absl::StatusOr<ScenarioReport> r = RunScenario(Parse(c.text), RunOptions());
