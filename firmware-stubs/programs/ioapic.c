@@ -58,6 +58,7 @@
  */
 #include "runtime.h"
 #include "ioapic.h"
+#include "irq_counter.h"
 
 #ifndef LAPIC_VERSION
 #define LAPIC_VERSION 0x030
@@ -68,42 +69,6 @@
 #define LAPIC_VERSION_DIRECTED_EOI (1u << 24)
 #define LAPIC_SVR_SUPPRESS_EOI_BROADCAST (1u << 12)
 
-#define NCPU_MAX 8
-#define WAIT_LOOPS 2000000
-
-static volatile uint32_t hits[NCPU_MAX][256];
-static volatile uint32_t total[256];
-typedef void (*hook_fn)(int vector, uint32_t nth, int cpu);
-static hook_fn hooks[256];
-static int ncpus = 1;
-static uint64_t settle_loops = 20000;
-
-static void on_irq(struct irq_frame *f) {
-  int v = (int)(f->vector & 0xFF);
-  int cpu = (int)lapic_id();
-  if (cpu < NCPU_MAX) hits[cpu][v]++;
-  uint32_t n = __atomic_add_fetch(&total[v], 1, __ATOMIC_SEQ_CST);
-  if (hooks[v]) hooks[v](v, n, cpu);
-}
-
-static void ap_main(int cpu) {
-  (void)cpu;
-  for (;;) sti_hlt();
-}
-
-/* Waits with IF=1 until total[v] >= want; false on timeout. */
-static bool wait_total(int v, uint32_t want) {
-  sti();
-  for (uint64_t i = 0; i < WAIT_LOOPS && total[v] < want; i++) cpu_relax();
-  cli();
-  return total[v] >= want;
-}
-/* Gives anything in flight time to arrive (IF=1). */
-static void settle(void) {
-  sti();
-  delay_loops(settle_loops);
-  cli();
-}
 
 static uint32_t lapic_irr_bit(int v) {
   return (lapic_read(LAPIC_IRR + 0x10 * (v / 32)) >> (v % 32)) & 1;

@@ -58,42 +58,9 @@
  */
 #include "runtime.h"
 #include "ioapic.h"
+#include "irq_counter.h"
 #include "pci.h"
 
-#define NCPU_MAX 8
-#define WAIT_LOOPS 2000000
-
-static volatile uint32_t hits[NCPU_MAX][256];
-static volatile uint32_t total[256];
-typedef void (*hook_fn)(int vector, uint32_t nth, int cpu);
-static hook_fn hooks[256];
-static int ncpus = 1;
-static uint64_t settle_loops = 20000;
-
-static void on_irq(struct irq_frame *f) {
-  int v = (int)(f->vector & 0xFF);
-  int cpu = (int)lapic_id();
-  if (cpu < NCPU_MAX) hits[cpu][v]++;
-  uint32_t n = __atomic_add_fetch(&total[v], 1, __ATOMIC_SEQ_CST);
-  if (hooks[v]) hooks[v](v, n, cpu);
-}
-
-static void ap_main(int cpu) {
-  (void)cpu;
-  for (;;) sti_hlt();
-}
-
-static bool wait_total(int v, uint32_t want) {
-  sti();
-  for (uint64_t i = 0; i < WAIT_LOOPS && total[v] < want; i++) cpu_relax();
-  cli();
-  return total[v] >= want;
-}
-static void settle(void) {
-  sti();
-  delay_loops(settle_loops);
-  cli();
-}
 static uint32_t sum_range(int lo, int hi) {
   uint32_t s = 0;
   for (int v = lo; v <= hi; v++) s += total[v];
