@@ -38,3 +38,13 @@ add_test(NAME cli.boot_with_devices COMMAND ${CMAKE_COMMAND}
          -DIRQLAB=$<TARGET_FILE:irqlab> -DREGEX=^$ -DEXPECT_RC=1
          "-DARGS=boot;hello;--quiet;--device=edu;--device=irqlab-testdev"
          -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_exit.cmake)
+
+# Determinism on 4 vCPUs with IPIs, timers and devices: the same scenario
+# gives byte-identical text and Perfetto traces.
+foreach(s apic_ipi_4cpu pci_4cpu)
+  file(MAKE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/determinism_${s})
+  add_test(NAME cli.deterministic_trace.${s} COMMAND ${CMAKE_COMMAND}
+           -DIRQLAB=$<TARGET_FILE:irqlab> -DSCENARIO=${CMAKE_SOURCE_DIR}/scenarios/${s}.textproto
+           -DWORKDIR=${CMAKE_CURRENT_BINARY_DIR}/determinism_${s}
+           -P ${CMAKE_CURRENT_SOURCE_DIR}/same_trace_twice.cmake)
+endforeach()
