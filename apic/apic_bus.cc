@@ -17,6 +17,7 @@ void ApicBus::Attach(LocalApic* apic) {
       apics_.begin(), apics_.end(), apic,
       [](const LocalApic* a, const LocalApic* b) { return a->cpu() < b->cpu(); });
   apics_.insert(it, apic);
+  physical_index_valid_ = false;
 }
 
 LocalApic* ApicBus::apic(int cpu) const {
@@ -53,7 +54,22 @@ bool ApicBus::Matches(const LocalApic& apic, const ApicDestination& dest) {
   return cluster_ok && (logical_id & mda & 0xF) != 0;
 }
 
+const ApicBus::ApicList& ApicBus::PhysicalMatches(uint32_t id) const {
+  static const ApicList kNone;
+  if (!physical_index_valid_) {
+    physical_index_.clear();
+    for (LocalApic* a : apics_) {
+      if (a->globally_enabled()) physical_index_[a->id()].push_back(a);
+    }
+    physical_index_valid_ = true;
+  }
+  auto it = physical_index_.find(id);
+  return it == physical_index_.end() ? kNone : it->second;
+}
+
 ApicBus::ApicList ApicBus::Decode(const ApicDestination& dest) const {
+  const uint32_t broadcast = dest.wide ? 0xFFFFFFFF : 0xFF;
+  if (!dest.logical && dest.id != broadcast) return PhysicalMatches(dest.id);
   ApicList out;
   for (LocalApic* a : apics_) {
     if (a->globally_enabled() && Matches(*a, dest)) out.push_back(a);

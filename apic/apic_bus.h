@@ -52,6 +52,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "apic/local_apic.h"
 #include "emu/clock.h"
@@ -93,6 +94,7 @@ class ApicBus : public MsiSink, public IpiSink {
   void Signal(const MsiMessage& message) override;
   // IpiSink: routes an ICR-sent IPI.
   void SendIpi(const Ipi& ipi) override;
+  void PhysicalIdChanged() override { physical_index_valid_ = false; }
 
   // CPU accesses to the xAPIC page, for the machine's MMIO dispatch (the
   // page is per CPU and relocatable): nullopt / false when `cpu`'s APIC
@@ -109,6 +111,10 @@ class ApicBus : public MsiSink, public IpiSink {
   // Matching APICs; inline storage keeps the MSI fast path allocation-free.
   using ApicList = absl::InlinedVector<LocalApic*, 8>;
   ApicList Decode(const ApicDestination& dest) const;
+  // Enabled APICs with physical id `id`, from an index rebuilt after any
+  // APIC's id or IA32_APIC_BASE changed (the MSI fast path: O(1) for any
+  // number of CPUs).
+  const ApicList& PhysicalMatches(uint32_t id) const;
   LocalApic* ArbitrateLowestPriority(const ApicList& candidates,
                                      uint8_t vector) const;
   static std::string CpuList(const ApicList& targets);
@@ -119,6 +125,9 @@ class ApicBus : public MsiSink, public IpiSink {
   const Clock* clock_;
   Tracer* tracer_;
   std::vector<LocalApic*> apics_;  // sorted by cpu()
+  // Cache for PhysicalMatches(); see PhysicalIdChanged().
+  mutable absl::flat_hash_map<uint32_t, ApicList> physical_index_;
+  mutable bool physical_index_valid_ = false;
 };
 
 }  // namespace irqlab

@@ -453,6 +453,7 @@ void LocalApic::WriteXapic(uint32_t offset, uint32_t value) {
   switch (offset) {
     case apic::kRegId:
       id_ = value >> 24;  // writable in xAPIC mode (see header)
+      if (ipi_sink_ != nullptr) ipi_sink_->PhysicalIdChanged();
       return;
     case apic::kRegTpr:
       SetTpr(value & 0xFF);
@@ -934,6 +935,7 @@ absl::Status LocalApic::WriteApicBase(uint64_t value) {
   }
   const uint64_t old = apic_base_;
   apic_base_ = (value & ~apic::kApicBaseBsp) | (old & apic::kApicBaseBsp);
+  if (ipi_sink_ != nullptr) ipi_sink_->PhysicalIdChanged();
   if (old_en && !en) {
     // SDM 11.12.5.1: entering the disabled state resets the APIC; the id
     // returns to the (8-bit xAPIC view of the) initial APIC id.

@@ -87,6 +87,9 @@ class IpiSink {
   // lowest priority, and Accept()s the IPI at each destination. Never fails:
   // an IPI with no destination is traced and lost, as on hardware.
   virtual void SendIpi(const Ipi& ipi) = 0;
+  // The APIC's id or its IA32_APIC_BASE (enable, mode) changed: physical
+  // destination lookups cached by the bus are stale.
+  virtual void PhysicalIdChanged() {}
 };
 
 struct LocalApicConfig {

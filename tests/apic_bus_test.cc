@@ -252,6 +252,23 @@ TEST_F(ApicBusTest, DisabledApicReceivesNothing) {
 // ---------------------------------------------------------------------------
 // MSIs (11.11).
 
+// The bus caches physical-id lookups; an xAPIC ID write (11.4.6: the ID
+// register is writable in xAPIC mode) and a global disable (11.4.3: a
+// disabled APIC accepts nothing) must take effect for the very next MSI.
+TEST_F(ApicBusTest, MsiFollowsApicIdChangesAndGlobalDisable) {
+  bus_->Signal(MsiMessage::Compat(1, 0x50, kRid));  // fills the lookup cache
+  EXPECT_EQ(WithIrr(0x50), std::vector<int>{1});
+  W(1, apic::kRegId, 5u << 24);
+  bus_->Signal(MsiMessage::Compat(5, 0x51, kRid));
+  EXPECT_EQ(WithIrr(0x51), std::vector<int>{1});
+  bus_->Signal(MsiMessage::Compat(1, 0x52, kRid));
+  EXPECT_TRUE(WithIrr(0x52).empty());
+  ASSERT_TRUE(A(2).WriteApicBase(kBase).ok());  // EN=0
+  bus_->Signal(MsiMessage::Compat(2, 0x53, kRid));
+  EXPECT_TRUE(WithIrr(0x53).empty());
+  EXPECT_EQ(Events(trace::MSI_DROPPED).size(), 2u);
+}
+
 // 11.11.1: address bits 19:12 are the physical destination id; 11.11.2:
 // data carries vector, delivery mode and trigger mode.
 TEST_F(ApicBusTest, MsiPhysicalDestination) {
