@@ -19,6 +19,30 @@ class MsiSink {
   // a message that cannot be delivered is faulted or dropped by the sink and
   // traced with the reason.
   virtual void Signal(const MsiMessage& message) = 0;
+
+  // Delivers an interrupt whose destination is a full 32-bit x2APIC id, as
+  // the VT-d interrupt remapping unit produces with IRTA_REG.EIME=1 (VT-d
+  // 5.1.4, 9.10: IRTE DST[31:0]); a compatibility-format MSI can only carry
+  // 8 bits (SDM 11.11.1). `message` is a compatibility-format message with
+  // every field set (vector, delivery/destination/trigger mode, redirection
+  // hint) and destination[7:0] in address bits 19:12; `destination` is the
+  // whole id. In x2APIC mode 0xFF is APIC id 255, not a broadcast; a logical
+  // destination is cluster[31:16] | bitmap[15:0] (SDM 11.12.10).
+  //
+  // Sinks that understand 32-bit destinations (the APIC bus) override this.
+  // The default folds the id into the "extended destination ID" convention
+  // (address bits 11:5 = id bits 14:8, see MsiMessage) when it fits in 15
+  // bits and is physical, and otherwise passes `message` on unchanged (only
+  // the low 8 bits survive): callers trace the full id before calling.
+  virtual void SignalX2Apic(const MsiMessage& message, uint32_t destination) {
+    MsiMessage folded = message;
+    if (!message.DestinationModeLogical() && destination <= 0x7FFF) {
+      folded.address = (message.address & ~uint64_t{0xFFFE0}) |
+                       (uint64_t{destination & 0xFF} << 12) |
+                       (uint64_t{(destination >> 8) & 0x7F} << 5);
+    }
+    Signal(folded);
+  }
 };
 
 }  // namespace irqlab

@@ -4,6 +4,7 @@
 // MMIO and port accesses (all-ones reads, traced), deterministic time.
 #include "emu/machine.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -34,7 +35,7 @@ std::vector<uint8_t> TinyKernel(const std::vector<uint8_t>& code, uint32_t bss =
   payload.insert(payload.end(), {0xF4, 0xEB, 0xFD});
 
   constexpr uint32_t kEhdr = 52, kPhdr = 32;
-  std::vector<uint8_t> elf(kEhdr + kPhdr, 0);
+  std::vector<uint8_t> elf(kEhdr + kPhdr + payload.size(), 0);
   const uint8_t ident[] = {0x7F, 'E', 'L', 'F', 1 /*32*/, 1 /*LE*/, 1 /*version*/};
   std::memcpy(elf.data(), ident, sizeof(ident));
   auto set16 = [&](size_t off, uint16_t x) { std::memcpy(&elf[off], &x, 2); };
@@ -54,7 +55,7 @@ std::vector<uint8_t> TinyKernel(const std::vector<uint8_t>& code, uint32_t bss =
   set32(kEhdr + 16, static_cast<uint32_t>(payload.size()));  // p_filesz
   set32(kEhdr + 20, static_cast<uint32_t>(payload.size()) + bss);  // p_memsz
   set32(kEhdr + 24, 5);       // R+X
-  elf.insert(elf.end(), payload.begin(), payload.end());
+  std::copy(payload.begin(), payload.end(), elf.begin() + kEhdr + kPhdr);
   return elf;
 }
 
@@ -113,7 +114,9 @@ TEST(MachineTest, UnmappedMmioReadIsAllOnesAndTraced) {
   EXPECT_EQ(r.exit_status, 255);
   ASSERT_EQ(CountStage(b->recorder, trace::MMIO_UNMAPPED), 1);
   for (const TraceEvent& e : b->recorder.events()) {
-    if (e.stage() == trace::MMIO_UNMAPPED) EXPECT_EQ(e.address(), 0xD0000000u);
+    if (e.stage() == trace::MMIO_UNMAPPED) {
+      EXPECT_EQ(e.address(), 0xD0000000u);
+    }
   }
 }
 

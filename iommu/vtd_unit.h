@@ -1,0 +1,380 @@
+// VtdUnit: one Intel VT-d remapping hardware unit (DRHD) — its 4 KiB
+// register file, interrupt remapping with a real interrupt entry cache,
+// interrupt posting, queued invalidation and fault recording/reporting.
+//
+// Spec: Intel Virtualization Technology for Directed I/O, rev. 4.x/5.x
+// ([VT-d]); register layouts and data structures in vtd_regs.h.
+//
+// Place in the machine (DESIGN.md): a decorator on the MSI delivery chain.
+//
+//   device / IOAPIC --Signal()--> VtdUnit --Signal()/SignalX2Apic()--> ApicBus
+//                                   | fault: FRCD + FSTS + fault-event MSI
+//                                   v (fault-event / invalidation-event MSIs
+//                                      go straight to the downstream sink)
+//
+// Interrupt remapping ([VT-d] 5.1.4), per Signal(message):
+//   * GSTS.IRES=0 (or an address outside 0xFEExxxxx): passed on unchanged.
+//   * Compatibility format (address bit 4 = 0): passed on unchanged iff
+//     GSTS.CFIS=1 and IRTA.EIME=0 (11.4.4.1 CFI: "effective only when
+//     interrupt-remapping is enabled and Extended Interrupt Mode is not
+//     enabled"); otherwise fault 0x25 (fault index 0).
+//   * Remappable format, checked in this order: data bits 31:16 set → 0x20;
+//     interrupt_index = handle + (SHV ? subhandle : 0) beyond 2^(S+1) →
+//     0x21; IRTE fetch from IRTA + 16*index outside guest RAM → 0x23; P=0 →
+//     0x22; reserved IRTE bits (incl. IM=1 without CAP.PI, SVT=11b, DST
+//     bits 39:32/63:48 with EIME=0) → 0x24; source-id check (SVT=01b: SID
+//     vs requester id under the SQ mask; SVT=10b: requester bus within
+//     [SID[15:8], SID[7:0]]) → 0x26. IM=1 with CAP.PI: posted (5.2.3); a
+//     descriptor outside RAM → 0x27.
+//   * FPD=1 in the IRTE suppresses recording of the "qualified" faults
+//     (0x22, 0x24, 0x26, 0x27; 7.1.3). A faulted interrupt is never
+//     delivered, recorded or not.
+//   * The remapped interrupt goes on as a compatibility-format MsiMessage
+//     (same requester id) carrying the IRTE's vector, delivery mode,
+//     destination mode, redirection hint and trigger mode (level => the
+//     assert bit 14 is set). With EIME=0 the destination is DST[15:8] in
+//     address bits 19:12 (Signal()); with EIME=1 the destination is the
+//     32-bit DST, delivered through MsiSink::SignalX2Apic() (address bits
+//     19:12 hold its low byte).
+//
+// Interrupt entry cache (IEC, [VT-d] 6.2.5/6.5.2.7): decoded IRTEs are
+// cached per index on first use and used until an IEC invalidation
+// descriptor (global, or index-selective with index mask) drops them — a
+// guest that rewrites an IRTE without invalidating keeps getting the old
+// translation. Only present, well-formed entries are cached (a not-present
+// or malformed entry is re-read every time, as not-present context entries
+// are with CAP.CM=0). SIRTP does not flush it unless CAP.ESIRTPS is
+// reported (config `enhanced_sirtp`). Capacity `iec_capacity` entries (FIFO
+// eviction, deterministic); 0 = no cache (re-read every interrupt, as QEMU).
+// There is no register-based IEC invalidation: interrupt remapping requires
+// queued invalidation (6.5.2; Create() rejects IR without QI).
+//
+// GCMD → GSTS ([VT-d] 11.4.4): a GCMD write is compared with GSTS; every
+// enable bit (TE, QIE, IRE, CFI) whose value differs is serviced, every
+// one-shot bit (SRTP, SIRTP) written as 1 is serviced, and GSTS reflects the
+// result when the write returns (the model completes commands at once).
+// SFL/EAFL/WBF are ignored (CAP.AFL=0, CAP.RWBF=0), as are the IR/QI bits
+// when ECAP does not report the feature. The spec says software must change
+// one field per write; when a write changes several, this model services all
+// of them in the order SRTP, SIRTP, QIE, IRE, CFI, TE and traces the
+// violation (VTD_COMMAND "multiple commands in one write").
+//   SRTP  latches RTADDR, sets RTPS (calls hooks.root_table_pointer).
+//   SIRTP latches IRTA (base, S, EIME), sets IRTPS.
+//   QIE=0 resets IQH to 0 (11.4.9.1).
+//
+// Queued invalidation ([VT-d] 6.5.2): with GSTS.QIES=1 a write of IQT
+// processes descriptors from IQH up to IQT synchronously (the queue is
+// empty again when the write returns). Descriptors: context-cache and IOTLB
+// (passed to the DMA side through VtdDmaHooks), device-TLB (accepted,
+// hooked), IEC (global / index-selective), invalidation wait (status write
+// and/or invalidation-event interrupt through IECTL/IEDATA/IEADDR; FN is
+// trivially honoured). An invalid type, a reserved bit, a status address or
+// queue slot outside RAM, or IQT[4]=1 with 256-bit descriptors sets
+// FSTS.IQE (IQERCD.IQEI says why), leaves IQH at the offending descriptor
+// and stops; clearing IQE resumes from IQH. With QIES=0, CCMD and
+// IOTLB_REG perform register-based invalidation (6.5.1); with QIES=1 they
+// are ignored and traced (software must not use them then).
+//
+// Fault recording ([VT-d] 7.2, 7.3): N fault recording registers used as a
+// ring (next index increments after each record, wraps). A fault is
+// dropped and FSTS.PFO set if PFO is already set or the register at the
+// next index still has F=1. FSTS.PPF = OR of the F bits; FSTS.FRI is the
+// index recorded when PPF went 0→1. A new "interrupt condition" (a fault
+// recorded, IQE/ICE/ITE set) with none of PFO/PPF/IQE/ICE/ITE already set
+// sets FECTL.IP; with IM=0 the fault-event MSI (FEDATA/FEADDR, FEUADDR for
+// x2APIC ids with EIM) is sent at once and IP cleared; with IM=1 it is held
+// and sent when IM is cleared. IP is cleared without a message when software
+// services every status (F bits, IQE, ICE, ITE). The invalidation-event
+// interrupt (IECTL/ICS.IWC) works the same way. Faults that are not
+// recorded (FPD, overflow) are counted in stats() and traced.
+//
+// Every remap, fault, invalidation and event is a trace event (stages
+// IR_REMAP, IR_FAULT, IEC_INVALIDATE, QI_DESCRIPTOR, FAULT_EVENT, POSTED,
+// VTD_COMMAND); fault details carry Linux's log line (vtd::LinuxFaultLine).
+//
+// Register access: 4-byte accesses at 4-byte aligned offsets and 8-byte
+// accesses at 8-byte aligned offsets (11.2: software accesses 64-bit
+// registers as aligned quadwords or doublewords). An 8-byte access is two
+// dword accesses, low dword first. Reserved bits read 0 and ignore writes;
+// anything else (other sizes, misaligned) reads 0, drops the write and is
+// traced. No register value, table content or descriptor can crash the host.
+//
+// Not modelled: DMA translation itself (iommu/dma_remap.h, driven through
+// VtdDmaHooks), advanced fault logging, PMRs, scalable mode, page requests,
+// device-TLB completion errors (ICE/ITE exist but are never raised), fault
+// collapsing of identical faults, interrupt virtualization beyond posting.
+//
+// Thread-compatible (the machine runs on one host thread); no locks. The
+// posted-interrupt descriptor's PIR bit and ON are set with atomic RMWs so a
+// vCPU thread reading the descriptor never sees a torn update.
+#ifndef IRQLAB_IOMMU_VTD_UNIT_H_
+#define IRQLAB_IOMMU_VTD_UNIT_H_
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "emu/clock.h"
+#include "emu/guest_ram.h"
+#include "emu/io.h"
+#include "emu/msi.h"
+#include "emu/msi_sink.h"
+#include "emu/trace.h"
+#include "iommu/vtd_regs.h"
+
+namespace irqlab {
+
+struct VtdConfig {
+  // Physical base of the register page (the machine maps it; only used in
+  // traces here). 4 KiB aligned.
+  uint64_t base = vtd::kDefaultBase;
+  // CAP.NFR + 1: fault recording registers, 1..vtd::kMaxFaultRecords.
+  int num_fault_records = 8;
+  bool interrupt_remapping = true;       // ECAP.IR
+  bool extended_interrupt_mode = true;   // ECAP.EIM (x2APIC, IRTA.EIME)
+  bool posted_interrupts = false;        // CAP.PI
+  bool queued_invalidation = true;       // ECAP.QI (required by IR)
+  bool pass_through = true;              // ECAP.PT
+  bool enhanced_sirtp = false;           // CAP.ESIRTPS: SIRTP flushes IEC
+  uint8_t sagaw = vtd::Cap::kSagaw39 | vtd::Cap::kSagaw48;  // CAP.SAGAW
+  int mgaw = 48;                         // CAP.MGAW + 1, 30..64
+  uint8_t nd = 2;                        // CAP.ND (0..6): 2 = 256 domains
+  uint8_t sllps = vtd::Cap::kSllps2M | vtd::Cap::kSllps1G;  // CAP.SLLPS
+  // Interrupt entry cache capacity in entries; 0 = no cache.
+  uint32_t iec_capacity = 65536;
+  // Requester id on the unit's own fault-event / invalidation-event MSIs.
+  uint16_t requester_id = 0x0000;
+};
+
+// Invalidation requests for the DMA side (register-based or queued).
+struct ContextCacheInvalidation {
+  enum class Granularity : uint8_t { kGlobal = 1, kDomain = 2, kDevice = 3 };
+  Granularity granularity = Granularity::kGlobal;
+  uint16_t domain_id = 0;
+  uint16_t source_id = 0;
+  uint8_t function_mask = 0;  // FM
+  bool queued = false;        // from a QI descriptor (else CCMD_REG)
+};
+struct IotlbInvalidation {
+  enum class Granularity : uint8_t { kGlobal = 1, kDomain = 2, kPage = 3 };
+  Granularity granularity = Granularity::kGlobal;
+  uint16_t domain_id = 0;
+  uint64_t address = 0;      // page-selective: ADDR (4 KiB aligned)
+  uint8_t address_mask = 0;  // AM
+  bool invalidation_hint = false;  // IH
+  bool drain_reads = false;
+  bool drain_writes = false;
+  bool queued = false;
+};
+struct DeviceTlbInvalidation {
+  uint16_t source_id = 0;
+  uint64_t address = 0;
+  bool size = false;  // S
+};
+
+// Callbacks the DMA-remapping side implements. Any may be empty.
+struct VtdDmaHooks {
+  std::function<void(const ContextCacheInvalidation&)> context_cache = {};
+  std::function<void(const IotlbInvalidation&)> iotlb = {};
+  std::function<void(const DeviceTlbInvalidation&)> device_tlb = {};
+  // GCMD.SRTP serviced: the latched RTADDR_REG value (RTA | TTM).
+  std::function<void(uint64_t rtaddr)> root_table_pointer = {};
+  // GSTS.TES changed.
+  std::function<void(bool enabled)> translation_enable = {};
+};
+
+struct VtdStats {
+  uint64_t passed_through = 0;    // IRES=0, or compat with CFIS=1
+  uint64_t remapped = 0;
+  uint64_t posted = 0;
+  uint64_t notifications = 0;     // posted-interrupt notification events
+  uint64_t faults = 0;            // every interrupt/DMA fault detected
+  uint64_t faults_recorded = 0;
+  uint64_t faults_suppressed_fpd = 0;
+  uint64_t faults_dropped_overflow = 0;
+  uint64_t iec_hits = 0;
+  uint64_t iec_misses = 0;
+  uint64_t iec_evictions = 0;
+  uint64_t descriptors = 0;       // QI descriptors completed
+  uint64_t fault_events = 0;      // fault-event MSIs sent
+  uint64_t invalidation_events = 0;
+};
+
+class VtdUnit : public IoHandler, public MsiSink {
+ public:
+  // `downstream` (the APIC bus) and `ram` must be non-null; `tracer` may be
+  // null. None owned; all must outlive the unit. Returns InvalidArgument
+  // naming the field for an inconsistent config.
+  static absl::StatusOr<std::unique_ptr<VtdUnit>> Create(
+      const VtdConfig& config, MsiSink* downstream, GuestRam* ram,
+      const Clock* clock, Tracer* tracer);
+
+  VtdUnit(const VtdUnit&) = delete;
+  VtdUnit& operator=(const VtdUnit&) = delete;
+
+  // IoHandler: the register page; `offset` relative to config().base.
+  uint64_t Read(const AccessOrigin& origin, uint64_t offset,
+                unsigned size) override;
+  void Write(const AccessOrigin& origin, uint64_t offset, unsigned size,
+             uint64_t value) override;
+
+  // MsiSink: interrupt remapping (file comment).
+  void Signal(const MsiMessage& message) override;
+  void SignalX2Apic(const MsiMessage& message, uint32_t destination) override {
+    // A device cannot produce a 32-bit destination; treat as its message.
+    (void)destination;
+    Signal(message);
+  }
+
+  // Records a fault detected elsewhere (the DMA side's DMA-remapping
+  // faults): applies the ring/PFO rules of 7.2.1 and raises the fault event
+  // (7.3). Returns true iff the fault was written into a fault recording
+  // register. The caller has already applied FPD (it does not call for
+  // suppressed faults) and traced the detection (DMA_FAULT); the unit
+  // traces only a fault dropped by overflow (FAULT_EVENT).
+  //
+  //   on_fault = [&](const vtd::DmaFault& f) {
+  //     unit.RecordFault(vtd::FaultRecord::Dma(
+  //         f.rid, f.address, /*read=*/!f.write,
+  //         static_cast<uint8_t>(f.reason)));
+  //   };
+  bool RecordFault(const vtd::FaultRecord& record);
+
+  void SetDmaHooks(VtdDmaHooks hooks) { hooks_ = std::move(hooks); }
+
+  // --- Observers (tests, machine integration). ---
+  const VtdConfig& config() const { return config_; }
+  vtd::Cap cap() const { return cap_; }
+  vtd::Ecap ecap() const { return ecap_; }
+  uint32_t gsts() const { return gsts_; }
+  bool translation_enabled() const { return gsts_ & vtd::Gsts::kTes; }
+  bool interrupt_remapping_enabled() const { return gsts_ & vtd::Gsts::kIres; }
+  uint64_t root_table_address() const { return rtaddr_latched_; }
+  vtd::Irta irta() const { return irta_latched_; }
+  uint32_t fsts() const;
+  const VtdStats& stats() const { return stats_; }
+  // Entries currently in the interrupt entry cache.
+  size_t iec_size() const { return iec_order_.size(); }
+
+ private:
+  VtdUnit(const VtdConfig& config, MsiSink* downstream, GuestRam* ram,
+          const Clock* clock, Tracer* tracer);
+
+  // A decoded IRTE as the IEC holds it, with the outgoing message built.
+  struct CachedIrte {
+    bool valid = false;
+    vtd::Irte irte;
+    uint64_t address = 0;      // remapped: compat MSI address
+    uint32_t data = 0;         // remapped: compat MSI data
+    uint32_t destination = 0;  // remapped: full destination id
+    bool eime = false;         // decoded under EIME (x2APIC destination)
+  };
+  struct FaultRegister {
+    uint64_t lo = 0;
+    uint64_t hi = 0;  // bit 63 = F
+  };
+
+  uint32_t ReadDword(uint64_t offset) const;
+  void WriteDword(uint64_t offset, uint32_t value);
+  void WriteGcmd(uint32_t value);
+  void WriteFsts(uint32_t value);
+  void WriteFaultRecordDword(uint64_t offset, uint32_t value);
+  void WriteCcmdHigh(uint32_t value);
+  void WriteIotlbHigh(uint32_t value);
+  static uint64_t SetLow(uint64_t reg, uint32_t v) {
+    return (reg & ~uint64_t{0xFFFFFFFF}) | v;
+  }
+  static uint64_t SetHigh(uint64_t reg, uint32_t v) {
+    return (reg & 0xFFFFFFFF) | (uint64_t{v} << 32);
+  }
+
+  // Interrupt remapping.
+  // Blocks `message` with `reason`; `fpd` = the IRTE's FPD (honoured for
+  // qualified faults only).
+  void InterruptFault(const MsiMessage& message, uint8_t reason,
+                      uint16_t index, bool fpd);
+  // IEC miss: reads and checks IRTE `index` from the table and caches it.
+  // Returns false after raising the fault (0x23, 0x22, 0x24).
+  bool FetchIrte(const MsiMessage& message, uint32_t index, CachedIrte* out);
+  CachedIrte Decode(const vtd::Irte& irte) const;
+  void IecInsert(uint32_t index, const CachedIrte& entry);
+  // Drops cached entries; returns how many.
+  size_t IecInvalidateGlobal();
+  size_t IecInvalidateIndex(uint32_t index, uint8_t mask);
+  void Post(const MsiMessage& message, const CachedIrte& entry,
+            uint32_t index);
+  void SendDownstream(const MsiMessage& message, uint32_t destination,
+                      bool wide);
+
+  // Fault reporting. Record() writes a fault register (or sets PFO) and
+  // raises the fault event; *slot = register index when recorded.
+  bool Record(const vtd::FaultRecord& record, int* slot);
+  bool AnyStatusPending() const;
+  void RaiseFaultCondition(bool was_pending);
+  void MaybeClearFaultPending();
+  void SendFaultEvent();
+  void RaiseIqe(vtd::Iqei why, uint64_t descriptor_address, uint64_t qw0,
+                const std::string& what);
+  void SendInvalidationEvent();
+
+  // Queued invalidation.
+  void ProcessQueue();
+  // Executes one descriptor; returns false (with *why set) if invalid.
+  bool ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
+                         vtd::Iqei* why, std::string* detail);
+  void InvalidateContextCache(const ContextCacheInvalidation& inv);
+  void InvalidateIotlb(const IotlbInvalidation& inv);
+
+  bool tracing() const { return tracer_ != nullptr && tracer_->enabled(); }
+  void Trace(Stage stage, const std::string& detail, int vector = -1,
+             uint64_t address = 0, uint64_t data = 0, uint32_t rid = 0);
+
+  // --- static config ---
+  const VtdConfig config_;
+  vtd::Cap cap_;
+  vtd::Ecap ecap_;
+  MsiSink* const downstream_;
+  GuestRam* const ram_;
+  const Clock* const clock_;
+  Tracer* const tracer_;
+  VtdDmaHooks hooks_;
+
+  // --- volatile state: registers ---
+  uint32_t gsts_ = 0;
+  uint64_t rtaddr_reg_ = 0;
+  uint64_t rtaddr_latched_ = 0;
+  uint64_t ccmd_ = 0;
+  uint32_t fsts_ = 0;     // PFO/IQE/ICE/ITE (PPF and FRI computed)
+  uint32_t fri_ = 0;
+  bool fectl_im_ = true;  // reset value IM=1 (11.4.7.2)
+  bool fectl_ip_ = false;
+  uint32_t fedata_ = 0, feaddr_ = 0, feuaddr_ = 0;
+  uint64_t iqh_ = 0, iqt_ = 0;
+  vtd::Iqa iqa_;
+  uint32_t ics_ = 0;
+  bool iectl_im_ = true;
+  bool iectl_ip_ = false;
+  uint32_t iedata_ = 0, ieaddr_ = 0, ieuaddr_ = 0;
+  uint64_t iqercd_ = 0;
+  vtd::Irta irta_reg_;
+  vtd::Irta irta_latched_;
+  uint64_t iva_ = 0, iotlb_reg_ = 0;
+  std::vector<FaultRegister> fault_regs_;
+  uint32_t next_fault_index_ = 0;
+  uint32_t pending_faults_ = 0;  // number of F bits set (PPF = != 0)
+  bool processing_queue_ = false;
+
+  // --- volatile state: interrupt entry cache ---
+  std::vector<CachedIrte> iec_;      // by index, sized on first insert
+  std::deque<uint32_t> iec_order_;   // cached indices, insertion order
+
+  VtdStats stats_;
+};
+
+}  // namespace irqlab
+
+#endif  // IRQLAB_IOMMU_VTD_UNIT_H_
