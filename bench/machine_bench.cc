@@ -85,7 +85,7 @@ void BM_EduMsiEndToEnd(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     MachineConfig mc;
-    mc.devices = {"edu"};
+    mc.devices = {{.name = "edu"}};
     auto m = Machine::Create(mc, nullptr);
     if (!m.ok() ||
         !(*m)->LoadKernel(k->elf,

@@ -47,7 +47,8 @@ Usage:
       [--cpus=N] [--ram=SIZE]    QEMU -kernel style, on the PC platform; exits
       [--append=CMDLINE]         with the guest's debug-exit status
       [--initrd=FILE] [--device=NAME[,key=value...]]... [--cpu=-x2apic]
-      [--trace=...] [--max_time=T]       devices: edu, irqlab-testdev
+      [--trace=...] [--max_time=T]       devices: edu, irqlab-testdev,
+                                 intel-iommu[,intremap=on|off][,eim=on|off][,posted=on|off]
   irqlab kernels                 list the built-in guest kernels
 
 Exit codes: run: 0 all expectations passed, 1 one failed; boot: the guest's
@@ -150,14 +151,12 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
     }
   }
   for (const std::string& d : devices) {
-    // NAME[,key=value...]: no device takes options yet.
-    const std::vector<std::string> parts = absl::StrSplit(d, ',');
-    if (parts.size() > 1) {
-      std::cerr << "irqlab boot: --device=" << d << ": device \"" << parts[0]
-                << "\" takes no options\n";
+    absl::StatusOr<MachineConfig::Device> spec = ParseDeviceSpec(d);
+    if (!spec.ok()) {
+      std::cerr << "irqlab boot: --device=" << d << ": " << spec.status().message() << "\n";
       return kExitUsage;
     }
-    mc.devices.push_back(parts[0]);
+    mc.devices.push_back(*spec);
   }
 
   std::vector<uint8_t> bytes;

@@ -6,11 +6,42 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "emu/status_macros.h"
 
 namespace irqlab {
 
-std::vector<std::string> KnownDevices() { return {"edu", "irqlab-testdev"}; }
+std::vector<std::string> KnownDevices() { return {"edu", "intel-iommu", "irqlab-testdev"}; }
+
+absl::StatusOr<MachineConfig::Device> ParseDeviceSpec(std::string_view text) {
+  const std::vector<std::string> parts = absl::StrSplit(std::string(text), ',');
+  MachineConfig::Device d;
+  d.name = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) {
+    const size_t eq = parts[i].find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "\"%s\": expected key=value after the device name, got \"%s\"", std::string(text),
+          parts[i]));
+    }
+    d.options[parts[i].substr(0, eq)] = parts[i].substr(eq + 1);
+  }
+  return d;
+}
+
+namespace {
+// Option `key` of a device as on/off; `fallback` when absent.
+absl::StatusOr<bool> OnOffOption(const MachineConfig::Device& d, int index, const std::string& key,
+                                 bool fallback) {
+  auto it = d.options.find(key);
+  if (it == d.options.end()) return fallback;
+  if (it->second == "on") return true;
+  if (it->second == "off") return false;
+  return absl::InvalidArgumentError(
+      absl::StrFormat("machine.devices[%d]: %s option %s must be on or off, got \"%s\"", index,
+                      d.name, key, it->second));
+}
+}  // namespace
 
 std::string OutcomeName(RunResult::Outcome outcome) {
   switch (outcome) {
@@ -46,16 +77,26 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(
   }
   const std::vector<std::string> known = KnownDevices();
   for (size_t i = 0; i < config.devices.size(); ++i) {
-    const std::string& d = config.devices[i];
-    if (std::find(known.begin(), known.end(), d) == known.end()) {
+    const MachineConfig::Device& d = config.devices[i];
+    if (std::find(known.begin(), known.end(), d.name) == known.end()) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "machine.devices[%d]: unknown device \"%s\" (known: %s)", i, d,
+          "machine.devices[%d]: unknown device \"%s\" (known: %s)", i, d.name,
           absl::StrJoin(known, ", ")));
     }
-    if (std::find(config.devices.begin(), config.devices.begin() + i, d) !=
-        config.devices.begin() + i) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "machine.devices[%d]: device \"%s\" given twice", i, d));
+    for (size_t j = 0; j < i; ++j) {
+      if (config.devices[j].name == d.name) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "machine.devices[%d]: device \"%s\" given twice", i, d.name));
+      }
+    }
+    for (const auto& [key, value] : d.options) {
+      const bool known_option = d.name == "intel-iommu" &&
+                                (key == "intremap" || key == "eim" || key == "posted");
+      if (!known_option) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "machine.devices[%d]: device \"%s\" has no option \"%s\"%s", i, d.name, key,
+            d.name == "intel-iommu" ? " (options: intremap, eim, posted)" : ""));
+      }
     }
   }
   if (config.slice_ticks == 0) {
@@ -130,22 +171,78 @@ absl::Status Machine::Init() {
   return InitPci();
 }
 
+absl::Status Machine::InitIommu(const MachineConfig::Device& spec) {
+  const int index = static_cast<int>(&spec - config_.devices.data());
+  VtdConfig vc;
+  ASSIGN_OR_RETURN(vc.interrupt_remapping, OnOffOption(spec, index, "intremap", true));
+  ASSIGN_OR_RETURN(vc.extended_interrupt_mode, OnOffOption(spec, index, "eim", true));
+  ASSIGN_OR_RETURN(vc.posted_interrupts, OnOffOption(spec, index, "posted", false));
+  ASSIGN_OR_RETURN(vtd_, VtdUnit::Create(vc, apic_bus_.get(), ram_.get(), this, tracer_));
+  RETURN_IF_ERROR(mmio_.Map(vc.base, vtd::kRegisterFileSize, vtd_.get(), "intel-iommu"));
+  // Interrupts: the IOAPIC's and the root complex's MSIs go through the unit.
+  ioapic_->set_sink(vtd_.get());
+  // DMA: translated by the remapper, faults recorded by the unit (7.2).
+  dma_remapper_ = std::make_unique<vtd::DmaRemapper>(ram_.get(), vtd::DmaRemapOptions());
+  remapping_dma_ = std::make_unique<vtd::RemappingDmaSink>(
+      dma_remapper_.get(), root_complex_.get(),
+      [this](const vtd::DmaFault& f) {
+        vtd_->RecordFault(vtd::FaultRecord::Dma(f.rid, f.address, /*read=*/!f.write,
+                                                static_cast<uint8_t>(f.reason)));
+      },
+      tracer_, this);
+  vtd::DmaRemapper* remap = dma_remapper_.get();
+  VtdDmaHooks hooks;
+  hooks.root_table_pointer = [remap](uint64_t rtaddr) { remap->SetRootTableAddress(rtaddr); };
+  hooks.translation_enable = [this](bool on) { remapping_dma_->set_translation_enabled(on); };
+  hooks.context_cache = [remap](const ContextCacheInvalidation& inv) {
+    using G = ContextCacheInvalidation::Granularity;
+    switch (inv.granularity) {
+      case G::kGlobal: remap->InvalidateContextCacheGlobal(); break;
+      case G::kDomain: remap->InvalidateContextCacheDomain(inv.domain_id); break;
+      case G::kDevice:
+        remap->InvalidateContextCacheDevice(inv.domain_id, inv.source_id, inv.function_mask);
+        break;
+    }
+  };
+  hooks.iotlb = [remap](const IotlbInvalidation& inv) {
+    using G = IotlbInvalidation::Granularity;
+    switch (inv.granularity) {
+      case G::kGlobal: remap->InvalidateIotlbGlobal(); break;
+      case G::kDomain: remap->InvalidateIotlbDomain(inv.domain_id); break;
+      case G::kPage:
+        remap->InvalidateIotlbPages(inv.domain_id, inv.address, inv.address_mask,
+                                    inv.invalidation_hint);
+        break;
+    }
+  };
+  vtd_->SetDmaHooks(std::move(hooks));
+  return absl::OkStatus();
+}
+
 absl::Status Machine::InitPci() {
   root_complex_ = std::make_unique<RootComplex>(ram_.get(), apic_bus_.get(), tracer_, this);
+  DmaSink* dma = root_complex_.get();
+  for (const MachineConfig::Device& d : config_.devices) {
+    if (d.name == "intel-iommu") {
+      RETURN_IF_ERROR(InitIommu(d));
+      root_complex_->set_msi_sink(vtd_.get());
+      dma = remapping_dma_.get();
+    }
+  }
   pci_host_ = std::make_unique<PciHost>(PciHost::Platform{
       .memory = &mmio_,
       .io = &ports_,
-      .dma = root_complex_.get(),
+      .dma = dma,
       .intx_target = ioapic_.get(),
       .tracer = tracer_,
       .clock = this,
   });
   RETURN_IF_ERROR(pci_host_->MapConfigAccess());
-  for (const std::string& d : config_.devices) {
-    if (d == "edu") {
+  for (const MachineConfig::Device& d : config_.devices) {
+    if (d.name == "edu") {
       edu_ = std::make_unique<Edu>(&events_);
       RETURN_IF_ERROR(pci_host_->AddFunction(3, 0, edu_.get()));
-    } else if (d == "irqlab-testdev") {
+    } else if (d.name == "irqlab-testdev") {
       irqlab_testdev_ = std::make_unique<IrqlabTestDev>();
       RETURN_IF_ERROR(pci_host_->AddFunction(4, 0, irqlab_testdev_.get()));
     }

@@ -24,6 +24,7 @@
 #define IRQLAB_EMU_MACHINE_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +38,8 @@
 #include "devices/edu.h"
 #include "devices/irqlab_testdev.h"
 #include "devices/pc_devices.h"
+#include "iommu/dma_remap.h"
+#include "iommu/vtd_unit.h"
 #include "ioapic/ioapic.h"
 #include "pci/pci_host.h"
 #include "pci/root_complex.h"
@@ -64,8 +67,14 @@ struct MachineConfig {
   uint8_t ioapic_version = 0x20;
   // APIC bus: honour the extended destination ID MSI convention.
   bool extended_destination_id = false;
-  // Optional PCI devices by name: "edu" (00:03.0), "irqlab-testdev" (00:04.0).
-  std::vector<std::string> devices;
+  // Optional devices: "edu" (00:03.0), "irqlab-testdev" (00:04.0) and
+  // "intel-iommu" (VT-d at 0xFED90000 in front of every PCI device and the
+  // IOAPIC; options intremap, eim, posted = on|off).
+  struct Device {
+    std::string name;
+    std::map<std::string, std::string> options;
+  };
+  std::vector<Device> devices;
 
   static constexpr int kMaxCpus = 64;
   // RAM ends below the PCI ECAM window at 0xB0000000.
@@ -74,6 +83,8 @@ struct MachineConfig {
 
 // The optional devices MachineConfig::devices accepts.
 std::vector<std::string> KnownDevices();
+// Parses "NAME[,key=value...]" (the --device syntax).
+absl::StatusOr<MachineConfig::Device> ParseDeviceSpec(std::string_view text);
 
 struct RunResult {
   enum class Outcome { kExit, kHang, kTimeLimit, kShutdown };
@@ -123,6 +134,7 @@ class Machine : public VcpuHost, public Clock {
   // Optional devices (nullptr unless configured).
   Edu* edu() { return edu_.get(); }
   IrqlabTestDev* testdev() { return irqlab_testdev_.get(); }
+  VtdUnit* iommu() { return vtd_.get(); }
   Tracer* tracer() { return tracer_; }
 
   // Clock: virtual time, including the running vCPU's progress in its slice.
@@ -140,6 +152,7 @@ class Machine : public VcpuHost, public Clock {
  private:
   explicit Machine(const MachineConfig& config, Tracer* tracer);
   absl::Status Init();
+  absl::Status InitIommu(const MachineConfig::Device& spec);
   absl::Status InitPci();
   void RequestExit(int status);
   void StopAllVcpus();
@@ -168,6 +181,11 @@ class Machine : public VcpuHost, public Clock {
   std::unique_ptr<IoApic> ioapic_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;
   std::unique_ptr<RootComplex> root_complex_;
+  // VT-d (optional): the unit sits between the IOAPIC / root complex and
+  // the APIC bus for interrupts, and in front of the root complex for DMA.
+  std::unique_ptr<VtdUnit> vtd_;
+  std::unique_ptr<vtd::DmaRemapper> dma_remapper_;
+  std::unique_ptr<vtd::RemappingDmaSink> remapping_dma_;
   std::unique_ptr<PciHost> pci_host_;
   // PCI functions unmap their BARs when destroyed: declared after the
   // address spaces and the host so they go first.

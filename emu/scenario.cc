@@ -294,11 +294,10 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
   }
   for (int i = 0; i < s.machine().devices_size(); ++i) {
     const scenario::DeviceSpec& d = s.machine().devices(i);
-    if (!d.options().empty()) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "machine.devices[%d].options: device \"%s\" takes no options", i, d.name()));
-    }
-    mc.devices.push_back(d.name());
+    MachineConfig::Device device;
+    device.name = d.name();
+    device.options.insert(d.options().begin(), d.options().end());
+    mc.devices.push_back(std::move(device));
   }
   mc.console = options.console;
   RETURN_IF_ERROR(ValidateActions(s, mc.cpus));

@@ -30,7 +30,8 @@ irqlab_bad_input(unknown_builtin "no built-in kernel \"nosuch\"" run ${BAD}/unkn
 irqlab_bad_input(missing_scenario "cannot open" run /nonexistent/x.textproto)
 irqlab_bad_input(unknown_command "unknown command" frobnicate)
 irqlab_bad_input(unknown_device "--device: unknown device \"foo\"" boot hello --device=foo)
-irqlab_bad_input(device_options "takes no options" boot hello --device=edu,x=1)
+irqlab_bad_input(device_options "device \"edu\" has no option \"x\"" boot hello --device=edu,x=1)
+irqlab_bad_input(iommu_option_value "--device: intel-iommu option intremap must be on or off" boot hello --device=intel-iommu,intremap=maybe)
 
 # A kernel boots with every optional PCI device attached.
 # (exit status 1 = the guest's debug-exit value 0)

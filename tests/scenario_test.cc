@@ -76,7 +76,7 @@ TEST(ScenarioValidateTest, ErrorsNameTheField) {
        "machine.devices[0]"},
       {"machine { devices { name: \"edu\" options { key: \"x\" value: \"1\" } } } "
        "kernel { builtin: \"hello\" }",
-       "machine.devices[0].options"},
+       "machine.devices[0]: device \"edu\" has no option \"x\""},
       {"machine { ioapic_version: 0x17 } kernel { builtin: \"hello\" }",
        "machine.ioapic_version"},
   };
