@@ -105,13 +105,13 @@ std::string ApicBus::CpuList(const ApicList& targets) {
   return out;
 }
 
-void ApicBus::Signal(const MsiMessage& m) {
+bool ApicBus::Admissible(const MsiMessage& m) {
   const uint32_t rid = m.requester_id;
   if (!m.InMsiWindow()) {
     Trace(trace::MSI_DROPPED, -1,
           "not an interrupt: address outside 0xFEE00000-0xFEEFFFFF", -1,
           m.address, m.data, rid);
-    return;
+    return false;
   }
   if (m.IsRemappable()) {
     Trace(trace::MSI_DROPPED, -1,
@@ -119,7 +119,7 @@ void ApicBus::Signal(const MsiMessage& m) {
                           "interrupt remapping: no destination",
                           m.Handle()),
           -1, m.address, m.data, rid);
-    return;
+    return false;
   }
   const DeliveryMode mode = m.DeliveryMode();
   if (mode == DeliveryMode::kReserved3 || mode == DeliveryMode::kReserved6) {
@@ -127,13 +127,33 @@ void ApicBus::Signal(const MsiMessage& m) {
           absl::StrCat("reserved delivery mode ",
                        std::string(DeliveryModeName(mode))),
           m.Vector(), m.address, m.data, rid);
-    return;
+    return false;
   }
+  return true;
+}
+
+void ApicBus::Signal(const MsiMessage& m) {
+  if (!Admissible(m)) return;
   const bool logical = m.DestinationModeLogical();
   const bool ext = config_.extended_destination_id && !logical;
-  ApicDestination dest{ext ? m.ExtendedDestinationId() : m.DestinationId(),
-                       logical, /*wide=*/false};
   // With extended ids, 0x1FF etc. are ids: only exactly 0xFF is broadcast.
+  Route(m, ApicDestination{ext ? m.ExtendedDestinationId() : m.DestinationId(), logical,
+                           /*wide=*/false},
+        /*ignored_bits=*/!ext && ((m.address >> 5) & 0x7F) != 0);
+}
+
+// The remapping unit's output in x2APIC mode (IRTE DST[31:0], VT-d 9.10): a
+// 32-bit destination, 0xFFFFFFFF is the broadcast (SDM 11.12.9).
+void ApicBus::SignalX2Apic(const MsiMessage& m, uint32_t destination) {
+  if (!Admissible(m)) return;
+  Route(m, ApicDestination{destination, m.DestinationModeLogical(), /*wide=*/true},
+        /*ignored_bits=*/false);
+}
+
+void ApicBus::Route(const MsiMessage& m, const ApicDestination& dest, bool ignored_bits) {
+  const uint32_t rid = m.requester_id;
+  const DeliveryMode mode = m.DeliveryMode();
+  const bool logical = dest.logical;
   ApicList targets = Decode(dest);
   // Built only when traced: this is the MSI fast path.
   auto dest_text = [&] {
@@ -151,7 +171,6 @@ void ApicBus::Signal(const MsiMessage& m) {
                          (m.RedirectionHint() && logical);
   if (arbitrate) targets = {ArbitrateLowestPriority(targets, m.Vector())};
   if (tracer_ != nullptr && tracer_->enabled()) {
-    const bool ignored_bits = !ext && ((m.address >> 5) & 0x7F) != 0;
     Trace(trace::APIC_ROUTE, targets.size() == 1 ? targets[0]->cpu() : -1,
           absl::StrFormat("msi %s %s %s -> cpus %s%s%s", dest_text(),
                           DeliveryModeName(mode),

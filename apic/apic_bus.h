@@ -92,6 +92,8 @@ class ApicBus : public MsiSink, public IpiSink {
 
   // MsiSink: see the file comment.
   void Signal(const MsiMessage& message) override;
+  // A 32-bit x2APIC destination from the interrupt remapping unit.
+  void SignalX2Apic(const MsiMessage& message, uint32_t destination) override;
   // IpiSink: routes an ICR-sent IPI.
   void SendIpi(const Ipi& ipi) override;
   void PhysicalIdChanged() override { physical_index_valid_ = false; }
@@ -111,6 +113,11 @@ class ApicBus : public MsiSink, public IpiSink {
   // Matching APICs; inline storage keeps the MSI fast path allocation-free.
   using ApicList = absl::InlinedVector<LocalApic*, 8>;
   ApicList Decode(const ApicDestination& dest) const;
+  // False (traced as dropped) for messages the bus cannot deliver: outside
+  // the interrupt window, remappable format, reserved delivery mode.
+  bool Admissible(const MsiMessage& m);
+  // Decodes `dest`, arbitrates, traces and delivers `m`'s vector and modes.
+  void Route(const MsiMessage& m, const ApicDestination& dest, bool ignored_bits);
   // Enabled APICs with physical id `id`, from an index rebuilt after any
   // APIC's id or IA32_APIC_BASE changed (the MSI fast path: O(1) for any
   // number of CPUs).

@@ -252,6 +252,24 @@ TEST_F(ApicBusTest, DisabledApicReceivesNothing) {
 // ---------------------------------------------------------------------------
 // MSIs (11.11).
 
+// VT-d 9.10 / SDM 11.12.9: in x2APIC mode the remapping unit hands the bus
+// a 32-bit destination: APIC id 0x1234 is reachable (no 8-bit MSI field can
+// name it), 0xFF is an ordinary id and 0xFFFFFFFF is the broadcast.
+TEST_F(ApicBusTest, X2ApicDestinationsFromTheRemappingUnit) {
+  Remake({0, 0xFF, 0x1234, 3});
+  for (int cpu = 0; cpu < 4; ++cpu) ToX2apic(cpu);
+  const MsiMessage m = MsiMessage::Compat(0, 0x61, kRid);
+  bus_->SignalX2Apic(m, 0x1234);
+  EXPECT_EQ(WithIrr(0x61), std::vector<int>{2});
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x62, kRid), 0xFF);
+  EXPECT_EQ(WithIrr(0x62), std::vector<int>{1});
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x63, kRid), 0xFFFFFFFF);
+  EXPECT_EQ(WithIrr(0x63), (std::vector<int>{0, 1, 2, 3}));
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x64, kRid), 0x999);
+  EXPECT_TRUE(WithIrr(0x64).empty());
+  EXPECT_EQ(Events(trace::MSI_DROPPED).size(), 1u);
+}
+
 // The bus caches physical-id lookups; an xAPIC ID write (11.4.6: the ID
 // register is writable in xAPIC mode) and a global disable (11.4.3: a
 // disabled APIC accepts nothing) must take effect for the very next MSI.
