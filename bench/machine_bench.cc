@@ -85,7 +85,7 @@ void BM_EduMsiEndToEnd(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     MachineConfig mc;
-    mc.devices = {{.name = "edu"}};
+    mc.devices = {{.name = "edu", .options = {}}};
     auto m = Machine::Create(mc, nullptr);
     if (!m.ok() ||
         !(*m)->LoadKernel(k->elf,

@@ -26,7 +26,7 @@ class MachineIommuTest : public ::testing::Test {
   void SetUp() override {
     tracer_.AddSink(&trace_);
     MachineConfig mc;
-    mc.devices = {{.name = "intel-iommu"}};
+    mc.devices = {{.name = "intel-iommu", .options = {}}};
     auto m = Machine::Create(mc, &tracer_);
     ASSERT_TRUE(m.ok()) << m.status();
     m_ = std::move(*m);
