@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "emu/status_macros.h"
+#include "firmware-stubs/acpi_tables.h"
 
 namespace irqlab {
 
@@ -256,6 +257,16 @@ absl::Status Machine::LoadKernel(absl::Span<const uint8_t> image,
                                  const std::vector<MultibootModule>& modules) {
   ASSIGN_OR_RETURN(MultibootBoot boot, LoadMultiboot(image, cmdline, modules, ram_.get()));
   RETURN_IF_ERROR(vcpus_[0]->SetMultibootEntry(boot.entry, boot.eax, boot.ebx));
+  // ACPI RSDP/XSDT/MADT/MCFG (+ DMAR with the IOMMU) in the BIOS area, where
+  // an ACPI-aware kernel looks for them.
+  AcpiConfig acpi{.cpus = config_.cpus,
+                  .ioapic_rid = ioapic::kDefaultRequesterId,
+                  .dmar = vtd_ != nullptr};
+  if (vtd_) {
+    acpi.dmar_base = vtd_->config().base;
+    acpi.intremap = vtd_->config().interrupt_remapping;
+  }
+  RETURN_IF_ERROR(WriteAcpiTables(acpi, ram_.get()));
   kernel_loaded_ = true;
   Trace(trace::MACHINE, 0,
         absl::StrFormat("multiboot kernel loaded, entry 0x%x, info 0x%x, %d cpus, %d MiB RAM",
