@@ -183,7 +183,9 @@ absl::Status Machine::InitIommu(const MachineConfig::Device& spec) {
   // Interrupts: the IOAPIC's and the root complex's MSIs go through the unit.
   ioapic_->set_sink(vtd_.get());
   // DMA: translated by the remapper, faults recorded by the unit (7.2).
-  dma_remapper_ = std::make_unique<vtd::DmaRemapper>(ram_.get(), vtd::DmaRemapOptions());
+  // The remapper supports what the unit advertises in CAP/ECAP (ND, SAGAW, ...).
+  dma_remapper_ = std::make_unique<vtd::DmaRemapper>(
+      ram_.get(), vtd::DmaRemapOptionsFromCap(vtd_->cap().raw, vtd_->ecap().raw));
   remapping_dma_ = std::make_unique<vtd::RemappingDmaSink>(
       dma_remapper_.get(), root_complex_.get(),
       [this](const vtd::DmaFault& f) {

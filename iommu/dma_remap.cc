@@ -91,6 +91,17 @@ std::string FormatDmaFaultLog(const DmaFault& fault) {
       DmaFaultReasonString(reason));
 }
 
+DmaRemapOptions DmaRemapOptionsFromCap(uint64_t cap, uint64_t ecap) {
+  DmaRemapOptions o;
+  o.sagaw = static_cast<uint8_t>((cap >> 8) & 0x1F);          // CAP 12:8
+  o.mgaw = static_cast<int>((cap >> 16) & 0x3F) + 1;           // CAP 21:16
+  o.sllps = static_cast<uint8_t>((cap >> 34) & 0xF);          // CAP 37:34
+  o.domain_id_bits = std::min(4 + 2 * static_cast<int>(cap & 7), 16);  // ND
+  o.pass_through = (ecap >> 6) & 1;                            // ECAP.PT
+  o.device_tlb = (ecap >> 2) & 1;                              // ECAP.DT
+  return o;
+}
+
 // ---------------------------------------------------------------------------
 // DmaRemapper
 

@@ -161,6 +161,14 @@ struct DmaRemapOptions {
   size_t iotlb_capacity = 4096;
 };
 
+// The options that make translation enforce what the unit reports in its
+// CAP/ECAP registers (11.4.2/11.4.3): SAGAW, MGAW, SLLPS, ND (4 + 2*ND
+// domain-id bits), ECAP.PT and ECAP.DT. `haw` and the cache capacities are
+// not in CAP and keep their defaults. A machine wiring a DmaRemapper behind
+// a VtdUnit should use DmaRemapOptionsFromCap(unit.cap().raw,
+// unit.ecap().raw) so a guest that trusts CAP is never surprised.
+DmaRemapOptions DmaRemapOptionsFromCap(uint64_t cap, uint64_t ecap);
+
 struct DmaRemapStats {
   uint64_t context_cache_hits = 0;
   uint64_t context_cache_misses = 0;

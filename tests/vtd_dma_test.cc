@@ -20,6 +20,7 @@
 #include "emu/trace.h"
 #include "gtest/gtest.h"
 #include "iommu/dma_remap.h"
+#include "iommu/vtd_unit.h"
 #include "pci/root_complex.h"
 
 namespace irqlab {
@@ -432,6 +433,45 @@ TEST_F(VtdDmaTest, ReservedBitsInContextEntryFaultBh) {
   DmaRemapOptions o;
   o.domain_id_bits = 8;
   Reset(o);
+  AddDevice(kRid, 0x100);
+  ExpectFault(remap_->Translate(kRid, 0x1000, false),
+              DmaFaultReason::kContextReserved, kRid, 0x1000, false);
+  AddDevice(kRid, 0xFF);
+  ExpectFault(remap_->Translate(kRid, 0x1000, false),
+              DmaFaultReason::kReadDenied, kRid, 0x1000, false);
+}
+
+// The translation must enforce what the unit reports (11.4.2 CAP.ND,
+// SAGAW, MGAW, SLLPS; 11.4.3 ECAP.PT): the default unit says CAP.ND=2 (8-bit
+// domain ids), so DID 0x100 has a reserved bit set (0xB), which default
+// DmaRemapOptions (16-bit ids) would accept.
+TEST_F(VtdDmaTest, OptionsFromCapMatchTheUnitsRegisters) {
+  class NullSink : public MsiSink {
+   public:
+    void Signal(const MsiMessage&) override {}
+    void SignalX2Apic(const MsiMessage&, uint32_t) override {}
+  } sink;
+  ManualClock clock;
+  auto unit_ram = GuestRam::Create(1 << 20);
+  ASSERT_TRUE(unit_ram.ok());
+  for (const bool pt : {true, false}) {
+    VtdConfig vc;
+    vc.pass_through = pt;
+    auto unit = VtdUnit::Create(vc, &sink, unit_ram->get(), &clock, nullptr);
+    ASSERT_TRUE(unit.ok()) << unit.status();
+    const DmaRemapOptions o =
+        DmaRemapOptionsFromCap((*unit)->cap().raw, (*unit)->ecap().raw);
+    EXPECT_EQ(o.domain_id_bits, 4 + 2 * vc.nd);
+    EXPECT_EQ(o.sagaw, vc.sagaw);
+    EXPECT_EQ(o.mgaw, vc.mgaw);
+    EXPECT_EQ(o.sllps, vc.sllps);
+    EXPECT_EQ(o.pass_through, pt);
+    EXPECT_FALSE(o.device_tlb);
+  }
+  VtdConfig vc;
+  auto unit = VtdUnit::Create(vc, &sink, unit_ram->get(), &clock, nullptr);
+  ASSERT_TRUE(unit.ok());
+  Reset(DmaRemapOptionsFromCap((*unit)->cap().raw, (*unit)->ecap().raw));
   AddDevice(kRid, 0x100);
   ExpectFault(remap_->Translate(kRid, 0x1000, false),
               DmaFaultReason::kContextReserved, kRid, 0x1000, false);

@@ -258,4 +258,134 @@ static inline const char *vtd_fault_reason_string(uint8_t r) {
   (0xFEE00010u | ((uint32_t)((handle) & 0x7FFF) << 5) | ((shv) ? 8u : 0) | \
    ((((uint32_t)(handle) >> 15) & 1) << 2))
 
+
+/* ==== DMA remapping (legacy mode) helpers, additive ====
+ * [VT-d] 3.4.2 root/context tables, 9.1 root entry, 9.3 context entry,
+ * 9.8 second-level paging entries, 11.4.5 RTADDR, 11.4.6 CCMD, 11.4.8
+ * IOTLB registers (at ECAP.IRO), 6.5.2.1/6.5.2.3 context-cache / IOTLB
+ * invalidation descriptors, 7.1.3 DMA-remapping fault reasons 1h-Dh. */
+#define VTD_RTADDR 0x20
+#define VTD_CCMD 0x28
+#define VTD_GCMD_SRTP (1u << 30)
+#define VTD_GSTS_TES VTD_GCMD_TE
+#define VTD_GSTS_RTPS VTD_GCMD_SRTP
+#define VTD_CAP_ND(c) ((int)((c) & 7))                /* 4 + 2*ND DID bits */
+#define VTD_CAP_SAGAW(c) ((uint32_t)(((c) >> 8) & 0x1F))
+#define VTD_CAP_MGAW(c) ((int)(((c) >> 16) & 0x3F) + 1)
+#define VTD_CAP_PSI (1ull << 39)
+#define VTD_ECAP_PT (1ull << 6)
+
+/* Root entry (9.1): CTP | P. Context entry (9.3): lo = SLPTPTR | TT << 2 |
+ * FPD << 1 | P; hi = DID << 8 | AW (1 = 39-bit 3-level, 2 = 48-bit). */
+#define VTD_CTX_TT_UNTRANSLATED 0
+#define VTD_CTX_TT_PASS_THROUGH 2
+#define VTD_CTX_AW_39 1
+#define VTD_CTX_AW_48 2
+struct vtd_root_entry {
+  volatile uint64_t lo, hi;
+};
+struct vtd_context_entry {
+  volatile uint64_t lo, hi;
+};
+static inline void vtd_context_set(struct vtd_context_entry *c, uint64_t slptptr,
+                                   unsigned tt, unsigned aw, uint16_t did) {
+  c->lo = 0;
+  __asm__ volatile("" ::: "memory");
+  c->hi = (uint64_t)did << 8 | (aw & 7);
+  __asm__ volatile("" ::: "memory");
+  c->lo = (slptptr & ~0xFFFull) | (uint64_t)(tt & 3) << 2 | 1ull;
+  __asm__ volatile("" ::: "memory");
+}
+/* Second-level paging entry (9.8): ADDR | R (bit 0) | W (bit 1). */
+#define VTD_SL_R 1ull
+#define VTD_SL_W 2ull
+
+/* Queued invalidation descriptors (6.5.2.1 context-cache, 6.5.2.3 IOTLB).
+ * Granularity G in bits 5:4: 1 global, 2 domain, 3 device / page. */
+#define VTD_QI_CC(g, did, sid, fm)                                     \
+  (0x1ull | (uint64_t)((g) & 3) << 4 | (uint64_t)(uint16_t)(did) << 16 | \
+   (uint64_t)(uint16_t)(sid) << 32 | (uint64_t)((fm) & 3) << 48)
+#define VTD_QI_IOTLB(g, did) \
+  (0x2ull | (uint64_t)((g) & 3) << 4 | 3ull << 6 /* DR|DW */ | (uint64_t)(uint16_t)(did) << 16)
+#define VTD_QI_IOTLB_ADDR(addr, ih, am) \
+  (((uint64_t)(addr) & ~0xFFFull) | ((ih) ? 1ull << 6 : 0) | ((am) & 0x3F))
+static inline bool vtd_qi_cc_global(void) { return vtd_qi_submit(VTD_QI_CC(1, 0, 0, 0), 0); }
+static inline bool vtd_qi_cc_device(uint16_t did, uint16_t sid, uint8_t fm) {
+  return vtd_qi_submit(VTD_QI_CC(3, did, sid, fm), 0);
+}
+static inline bool vtd_qi_iotlb_global(void) { return vtd_qi_submit(VTD_QI_IOTLB(1, 0), 0); }
+static inline bool vtd_qi_iotlb_domain(uint16_t did) {
+  return vtd_qi_submit(VTD_QI_IOTLB(2, did), 0);
+}
+static inline bool vtd_qi_iotlb_page(uint16_t did, uint64_t addr, uint8_t am) {
+  return vtd_qi_submit(VTD_QI_IOTLB(3, did), VTD_QI_IOTLB_ADDR(addr, 0, am));
+}
+
+/* Register-based invalidation (6.5.1, only with QI disabled). CCMD: ICC
+ * bit 63, CIRG 62:61; IOTLB_REG (IRO + 8): IVT bit 63, IIRG 61:60, DR 49,
+ * DW 48, DID 47:32; IVA (IRO): ADDR | IH | AM. Poll ICC/IVT to clear. */
+static inline bool vtd_reg_cc_global(void) {
+  vtd_write64(VTD_CCMD, 1ull << 63 | 1ull << 61);
+  for (int i = 0; i < 100000; i++)
+    if (!(vtd_read64(VTD_CCMD) >> 63)) return true;
+  return false;
+}
+static inline bool vtd_reg_iotlb(uint32_t iro, unsigned g, uint16_t did,
+                                 uint64_t addr, uint8_t am) {
+  if (g == 3) vtd_write64(iro, VTD_QI_IOTLB_ADDR(addr, 0, am));
+  vtd_write64(iro + 8, 1ull << 63 | (uint64_t)(g & 3) << 60 | 3ull << 48 |
+                           (uint64_t)did << 32);
+  for (int i = 0; i < 100000; i++)
+    if (!(vtd_read64(iro + 8) >> 63)) return true;
+  return false;
+}
+
+/* A DMA-remapping fault record (11.4.14): FI = bits 63:12 of the address,
+ * SID 79:64, FR 103:96, T 126 (1 = read). */
+struct vtd_dma_fault {
+  bool valid;
+  int slot;
+  uint8_t reason;
+  uint16_t sid;
+  uint64_t addr;
+  bool read;
+  uint32_t fsts;
+};
+static inline struct vtd_dma_fault vtd_read_dma_fault(void) {
+  struct vtd_dma_fault f = {0};
+  f.fsts = vtd_read32(VTD_FSTS);
+  if (!(f.fsts & VTD_FSTS_PPF)) return f;
+  f.slot = (int)VTD_FSTS_FRI(f.fsts);
+  uint64_t lo = vtd_read64(vtd_fro + 16 * f.slot);
+  uint64_t hi = vtd_read64(vtd_fro + 16 * f.slot + 8);
+  f.valid = hi >> 63;
+  f.reason = (uint8_t)(hi >> 32);
+  f.sid = (uint16_t)hi;
+  f.addr = lo & ~0xFFFull;
+  f.read = (hi >> 62) & 1;
+  return f;
+}
+/* Linux's dma_remap_fault_reasons[] (dmar.c) for 0x0-0xD. */
+static inline const char *vtd_dma_fault_reason_string(uint8_t r) {
+  static const char *const s[] = {
+      "Software",
+      "Present bit in root entry is clear",
+      "Present bit in context entry is clear",
+      "Invalid context entry",
+      "Access beyond MGAW",
+      "PTE Write access is not set",
+      "PTE Read access is not set",
+      "Next page table ptr is invalid",
+      "Root table address invalid",
+      "Context table ptr is invalid",
+      "non-zero reserved fields in RTP",
+      "non-zero reserved fields in CTP",
+      "non-zero reserved fields in PTE",
+      "PCE for translation request specifies blocking",
+  };
+  return r <= 0xD ? s[r] : "Unknown";
+}
+#define VTD_FR_DMA_WRITE 0x5
+#define VTD_FR_DMA_READ 0x6
+
 #endif /* IRQLAB_GUEST_VTD_H_ */
