@@ -8,6 +8,7 @@
 #include "absl/strings/str_format.h"
 #include "emu/msi.h"
 #include "emu/status_macros.h"
+#include "iommu/vtd_regs.h"
 
 namespace irqlab {
 namespace vtd {
@@ -41,23 +42,6 @@ constexpr uint64_t kSlSnoop = 1ull << 11;  // reserved: ECAP.SC=0
 constexpr uint64_t kSlTm = 1ull << 62;     // leaf: reserved unless ECAP.DT
 constexpr uint64_t kSlAddrField = 0x000FFFFFFFFFF000ull;  // bits 51:12
 
-// Linux, drivers/iommu/intel/dmar.c: dma_remap_fault_reasons[].
-constexpr const char* kLinuxReasons[] = {
-    "Software",
-    "Present bit in root entry is clear",
-    "Present bit in context entry is clear",
-    "Invalid context entry",
-    "Access beyond MGAW",
-    "PTE Write access is not set",
-    "PTE Read access is not set",
-    "Next page table ptr is invalid",
-    "Root table address invalid",
-    "Context table ptr is invalid",
-    "non-zero reserved fields in RTP",
-    "non-zero reserved fields in CTP",
-    "non-zero reserved fields in PTE",
-    "PCE for translation request specifies blocking",
-};
 
 int LevelShift(int level) { return 12 + 9 * (level - 1); }
 
@@ -75,10 +59,10 @@ bool TouchesInterruptRange(uint64_t address, uint64_t len) {
 }  // namespace
 
 const char* DmaFaultReasonString(uint8_t reason) {
-  if (reason < sizeof(kLinuxReasons) / sizeof(kLinuxReasons[0])) {
-    return kLinuxReasons[reason];
-  }
-  return "Unknown";
+  // One table of Linux's strings for the whole unit (vtd_regs.cc); the
+  // literals are NUL-terminated.
+  if (IsLinuxInterruptRemapReason(reason)) return "Unknown";
+  return LinuxFaultReasonString(reason).data();
 }
 
 std::string FormatDmaFaultLog(const DmaFault& fault) {
