@@ -8,10 +8,7 @@
 #include <memory>
 #include <vector>
 
-#include "apic/apic_bus.h"
-#include "apic/apic_regs.h"
-#include "apic/local_apic.h"
-#include "emu/event_queue.h"
+#include "bench/x2apic_platform.h"
 #include "emu/msi.h"
 
 namespace irqlab {
@@ -20,27 +17,8 @@ namespace {
 constexpr int kFirstVector = 0x20;
 constexpr int kVectors = 256 - kFirstVector;
 
-struct Platform {
-  EventQueue events;
-  Tracer tracer;  // no sinks: tracing off, as in a benchmark run
-  std::unique_ptr<ApicBus> bus;
-  std::vector<std::unique_ptr<LocalApic>> apics;
-
-  explicit Platform(int cpus) {
-    bus = std::make_unique<ApicBus>(&events, &tracer);
-    for (int i = 0; i < cpus; ++i) {
-      LocalApicConfig c;
-      c.cpu = i;
-      c.apic_id = static_cast<uint32_t>(i);
-      c.bsp = i == 0;
-      apics.push_back(std::make_unique<LocalApic>(c, &events, &events, &tracer,
-                                                  LocalApicCallbacks{}));
-      bus->Attach(apics.back().get());
-      LocalApic& a = *apics.back();
-      (void)a.WriteApicBase(a.apic_base() | apic::kApicBaseExtd);  // x2APIC
-      a.WriteMsr(0x80F, 0x1FF);  // SVR: software enable
-    }
-  }
+struct Platform : X2ApicPlatform {
+  using X2ApicPlatform::X2ApicPlatform;
   // Takes every pending vector of `cpu` through ISR and EOI (IRR empty again).
   void Drain(int cpu) {
     LocalApic& a = *apics[cpu];

@@ -37,10 +37,7 @@
 #include <memory>
 #include <vector>
 
-#include "apic/apic_bus.h"
-#include "apic/apic_regs.h"
-#include "apic/local_apic.h"
-#include "emu/event_queue.h"
+#include "bench/x2apic_platform.h"
 #include "emu/guest_ram.h"
 #include "emu/msi.h"
 #include "emu/trace.h"
@@ -63,31 +60,13 @@ constexpr uint64_t kQueue = 0x10000;  // invalidation queue, 4 KiB
 constexpr uint64_t kIrt = 0x100000;   // up to 65,536 * 16 bytes = 1 MiB
 const AccessOrigin kCpu = AccessOrigin::Cpu(0);
 
-struct Platform {
-  EventQueue events;
-  Tracer tracer;  // no sinks: tracing off, as in a benchmark run
-  std::unique_ptr<ApicBus> bus;
-  std::vector<std::unique_ptr<LocalApic>> apics;
+struct Platform : X2ApicPlatform {
   std::unique_ptr<GuestRam> ram;
   std::unique_ptr<VtdUnit> unit;
   uint32_t tail = 0;
   int target = 0;
 
-  explicit Platform(int cpus) : target(cpus / 2) {
-    bus = std::make_unique<ApicBus>(&events, &tracer);
-    for (int i = 0; i < cpus; ++i) {
-      LocalApicConfig c;
-      c.cpu = i;
-      c.apic_id = static_cast<uint32_t>(i);
-      c.bsp = i == 0;
-      apics.push_back(std::make_unique<LocalApic>(c, &events, &events, &tracer,
-                                                  LocalApicCallbacks{}));
-      bus->Attach(apics.back().get());
-      LocalApic& a = *apics.back();
-      (void)a.WriteApicBase(a.apic_base() | apic::kApicBaseExtd);  // x2APIC
-      a.WriteMsr(0x80F, 0x1FF);  // SVR: software enable
-    }
-  }
+  explicit Platform(int cpus) : X2ApicPlatform(cpus), target(cpus / 2) {}
 
   // The unit with IR enabled the way Linux does it: QI, IRTA + SIRTP,
   // global IEC invalidation, IRE. IRTE i (i < 224) -> vector 0x20 + i on
