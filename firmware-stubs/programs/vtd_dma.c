@@ -152,7 +152,7 @@ static bool inv_iotlb(unsigned g, uint16_t did, uint64_t addr) {
  * clears it and checks FSTS went back to 0. */
 static bool expect_dma_fault(const char *name, bool done, uint8_t reason,
                              uint64_t addr, bool read, bool nothing_written) {
-  struct vtd_dma_fault f = vtd_read_dma_fault();
+  struct vtd_fault f = vtd_read_fault();
   if (f.valid) {
     printf("DMAR: [%s NO_PASID] Request device [%02x:%02x.%d] fault addr "
            "0x%lx [fault reason 0x%02x] %s\n",

@@ -202,12 +202,17 @@ static inline uint32_t vtd_set_irta(uint64_t base, bool eime) {
 }
 
 /* ---- Fault recording registers (7.2, 11.4.7.6) ---- */
+/* One fault record, decoded both ways: interrupt-remapping faults carry the
+ * interrupt index in FI[63:48]; DMA-remapping faults (11.4.14) carry the
+ * page address in FI[63:12] and the request type in T (bit 126, 1 = read). */
 struct vtd_fault {
   bool valid;     /* F */
   int slot;       /* FRCD register number (FSTS.FRI) */
   uint8_t reason; /* FR, bits 103:96 */
   uint16_t sid;   /* bits 79:64 */
-  uint16_t index; /* FI[63:48]: interrupt_index */
+  uint16_t index; /* FI[63:48]: interrupt_index (IR faults) */
+  uint64_t addr;  /* FI[63:12] << 12 (DMA faults) */
+  bool read;      /* T (DMA faults) */
   uint32_t fsts;  /* FSTS when read */
 };
 static uint32_t vtd_fro = 0x400;
@@ -223,6 +228,8 @@ static inline struct vtd_fault vtd_read_fault(void) {
   f.reason = (uint8_t)(hi >> 32);
   f.sid = (uint16_t)hi;
   f.index = (uint16_t)(lo >> 48);
+  f.addr = lo & ~0xFFFull;
+  f.read = (hi >> 62) & 1;
   return f;
 }
 /* F is RW1C (bit 127 = bit 31 of the record's last dword). */
@@ -340,31 +347,6 @@ static inline bool vtd_reg_iotlb(uint32_t iro, unsigned g, uint16_t did,
   return false;
 }
 
-/* A DMA-remapping fault record (11.4.14): FI = bits 63:12 of the address,
- * SID 79:64, FR 103:96, T 126 (1 = read). */
-struct vtd_dma_fault {
-  bool valid;
-  int slot;
-  uint8_t reason;
-  uint16_t sid;
-  uint64_t addr;
-  bool read;
-  uint32_t fsts;
-};
-static inline struct vtd_dma_fault vtd_read_dma_fault(void) {
-  struct vtd_dma_fault f = {0};
-  f.fsts = vtd_read32(VTD_FSTS);
-  if (!(f.fsts & VTD_FSTS_PPF)) return f;
-  f.slot = (int)VTD_FSTS_FRI(f.fsts);
-  uint64_t lo = vtd_read64(vtd_fro + 16 * f.slot);
-  uint64_t hi = vtd_read64(vtd_fro + 16 * f.slot + 8);
-  f.valid = hi >> 63;
-  f.reason = (uint8_t)(hi >> 32);
-  f.sid = (uint16_t)hi;
-  f.addr = lo & ~0xFFFull;
-  f.read = (hi >> 62) & 1;
-  return f;
-}
 /* Linux's dma_remap_fault_reasons[] (dmar.c) for 0x0-0xD. */
 static inline const char *vtd_dma_fault_reason_string(uint8_t r) {
   static const char *const s[] = {
