@@ -250,8 +250,42 @@ absl::Status Machine::InitPci() {
       RETURN_IF_ERROR(pci_host_->AddFunction(4, 0, irqlab_testdev_.get()));
     }
   }
+  if (config_.host) RETURN_IF_ERROR(InitHost());
   // The firmware step: BARs and INTERRUPT_LINE, as a BIOS would.
   return pci_host_->AssignResources();
+}
+
+absl::Status Machine::InitHost() {
+  HostConfig hc = config_.host->config;
+  if (hc.console == nullptr) hc.console = config_.console;
+  ASSIGN_OR_RETURN(host_, HostPlatform::Create(hc, ram_.get(), this, &events_, tracer_));
+  irq_routes_ = std::make_unique<IrqRouteTable>(apic_bus_.get(), vtd_.get(), tracer_, this);
+  for (size_t i = 0; i < config_.host->assigned.size(); ++i) {
+    const MachineConfig::Assigned& a = config_.host->assigned[i];
+    const std::string field = absl::StrFormat("machine.host.assigned[%d]", i);
+    AssignedSlot slot;
+    AssignmentOptions options;
+    options.fix = a.fix;
+    if (a.device == "edu") {
+      slot.physical = std::make_unique<Edu>(&events_);
+    } else {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s.device: unknown physical device \"%s\" (known: edu)", field, a.device));
+    }
+    RETURN_IF_ERROR(host_->AddDevice(slot.physical.get(), uint16_t{a.host_bus} << 8));
+    slot.vfio = std::make_unique<VfioPciDevice>(slot.physical.get(), &host_->memory(), host_.get(),
+                                                tracer_, this);
+    slot.vfio->set_msi_novirt(a.msi_novirt);
+    ASSIGN_OR_RETURN(slot.guest,
+                     AssignedPciDevice::Create(slot.vfio.get(), irq_routes_.get(), options));
+    absl::Status added = pci_host_->AddFunction(a.guest_slot, 0, slot.guest.get());
+    if (!added.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s.guest_slot: %s", field, added.message()));
+    }
+    assigned_.push_back(std::move(slot));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Machine::LoadKernel(absl::Span<const uint8_t> image,

@@ -41,7 +41,10 @@
 #include "iommu/dma_remap.h"
 #include "iommu/vtd_unit.h"
 #include "ioapic/ioapic.h"
+#include "emu/host_platform.h"
+#include "pci/assigned_device.h"
 #include "pci/pci_host.h"
+#include "pci/vfio.h"
 #include "pci/root_complex.h"
 #include "emu/address_space.h"
 #include "emu/clock.h"
@@ -75,6 +78,23 @@ struct MachineConfig {
     std::map<std::string, std::string> options;
   };
   std::vector<Device> devices;
+
+  // Device assignment (emu/host_platform.h, pci/vfio.h,
+  // pci/assigned_device.h): the physical host under this VM and the
+  // devices it assigns. Absent: the machine is the whole world.
+  struct Assigned {
+    std::string device;        // physical device model: "wcn6855", "edu"
+    uint8_t host_bus = 2;      // host requester id bus:00.0
+    int guest_slot = 5;        // guest 00:slot.0
+    AssignmentOptions::Fix fix = AssignmentOptions::Fix::kNone;
+    bool msi_novirt = false;   // vfio NOVIRT feature
+    std::map<std::string, std::string> options;
+  };
+  struct Host {
+    HostConfig config;
+    std::vector<Assigned> assigned;
+  };
+  std::optional<Host> host;
 
   static constexpr int kMaxCpus = 64;
   // RAM ends below the PCI ECAM window at 0xB0000000.
@@ -135,6 +155,13 @@ class Machine : public VcpuHost, public Clock {
   Edu* edu() { return edu_.get(); }
   IrqlabTestDev* testdev() { return irqlab_testdev_.get(); }
   VtdUnit* iommu() { return vtd_.get(); }
+  // Device assignment (nullptr / empty without MachineConfig::host).
+  HostPlatform* host() { return host_.get(); }
+  IrqRouteTable* irq_routes() { return irq_routes_.get(); }
+  AssignedPciDevice* assigned(int i) { return assigned_[i].guest.get(); }
+  PciFunction* physical_device(int i) { return assigned_[i].physical.get(); }
+  VfioPciDevice* vfio(int i) { return assigned_[i].vfio.get(); }
+  int num_assigned() const { return static_cast<int>(assigned_.size()); }
   Tracer* tracer() { return tracer_; }
 
   // Clock: virtual time, including the running vCPU's progress in its slice.
@@ -154,6 +181,7 @@ class Machine : public VcpuHost, public Clock {
   absl::Status Init();
   absl::Status InitIommu(const MachineConfig::Device& spec);
   absl::Status InitPci();
+  absl::Status InitHost();
   void RequestExit(int status);
   void StopAllVcpus();
   void Trace(Stage stage, int cpu, std::string_view detail, int vector = -1,
@@ -191,6 +219,18 @@ class Machine : public VcpuHost, public Clock {
   // address spaces and the host so they go first.
   std::unique_ptr<Edu> edu_;
   std::unique_ptr<IrqlabTestDev> irqlab_testdev_;
+  // Device assignment: the host, the routing table, and per assigned device
+  // the physical function (on the host), vfio, and the guest function
+  // (destroyed in reverse order: guest function, vfio, physical, then the
+  // routes and the host).
+  std::unique_ptr<HostPlatform> host_;
+  std::unique_ptr<IrqRouteTable> irq_routes_;
+  struct AssignedSlot {
+    std::unique_ptr<PciFunction> physical;
+    std::unique_ptr<VfioPciDevice> vfio;
+    std::unique_ptr<AssignedPciDevice> guest;
+  };
+  std::vector<AssignedSlot> assigned_;
   std::unique_ptr<Serial16550> serial_;
   std::unique_ptr<DebugExit> debug_exit_;
   std::unique_ptr<PcTestDevIrq> testdev_;

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -147,6 +148,26 @@ void ScheduleActions(const scenario::Scenario& s, Machine* m) {
   }
 }
 
+// Counts the `lines` that contain every string of `t`, against its count /
+// min_count (default: at least one).
+ExpectationResult CountLines(std::string_view what_lines, const scenario::TraceExpectation& t,
+                             const std::vector<std::string>& lines) {
+  uint64_t n = 0;
+  for (const std::string& line : lines) {
+    bool all = true;
+    for (const std::string& c : t.contains()) all = all && absl::StrContains(line, c);
+    n += all ? 1 : 0;
+  }
+  const std::string what = absl::StrCat("\"", absl::StrJoin(t.contains(), "\" & \""), "\"");
+  if (t.has_count()) {
+    return {absl::StrFormat("%s has %d lines with %s", what_lines, t.count(), what),
+            n == t.count(), absl::StrFormat("found %d", n)};
+  }
+  const uint64_t min = t.has_min_count() ? t.min_count() : 1;
+  return {absl::StrFormat("%s has >= %d lines with %s", what_lines, min, what), n >= min,
+          absl::StrFormat("found %d", n)};
+}
+
 std::vector<ExpectationResult> CheckExpectations(const scenario::Expectations& e,
                                                  const ScenarioReport& r) {
   std::vector<ExpectationResult> out;
@@ -174,21 +195,16 @@ std::vector<ExpectationResult> CheckExpectations(const scenario::Expectations& e
                    !absl::StrContains(r.serial, bad), "found in the serial output"});
   }
   for (const scenario::TraceExpectation& t : e.trace()) {
-    uint64_t n = 0;
-    for (const std::string& line : r.trace_lines) {
-      bool all = true;
-      for (const std::string& c : t.contains()) all = all && absl::StrContains(line, c);
-      n += all ? 1 : 0;
-    }
-    const std::string what = absl::StrCat("\"", absl::StrJoin(t.contains(), "\" & \""), "\"");
-    if (t.has_count()) {
-      out.push_back({absl::StrFormat("trace has %d lines with %s", t.count(), what),
-                     n == t.count(), absl::StrFormat("found %d", n)});
-    } else {
-      const uint64_t min = t.has_min_count() ? t.min_count() : 1;
-      out.push_back({absl::StrFormat("trace has >= %d lines with %s", min, what), n >= min,
-                     absl::StrFormat("found %d", n)});
-    }
+    out.push_back(CountLines("trace", t, r.trace_lines));
+  }
+  for (const std::string& want : e.host_log_contains()) {
+    bool found = false;
+    for (const std::string& line : r.host_log) found = found || absl::StrContains(line, want);
+    out.push_back({absl::StrCat("host log contains \"", want, "\""), found,
+                   absl::StrFormat("not in the host log (%d lines)", r.host_log.size())});
+  }
+  for (const scenario::TraceExpectation& t : e.host_log()) {
+    out.push_back(CountLines("host log", t, r.host_log));
   }
   return out;
 }
@@ -261,6 +277,71 @@ void ScenarioReport::Print(std::ostream& out) const {
   out << expectations.size() - failed << " passed, " << failed << " failed\n";
 }
 
+namespace {
+// machine.host -> MachineConfig::host. Errors name the field.
+absl::Status HostConfigFromSpec(const scenario::HostSpec& h, MachineConfig* mc) {
+  MachineConfig::Host host;
+  if (h.has_cpus()) {
+    if (h.cpus() < 1 || h.cpus() > 64) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("machine.host.cpus: must be between 1 and 64, got %d", h.cpus()));
+    }
+    host.config.cpus = static_cast<int>(h.cpus());
+  }
+  host.config.compat_format = h.compat_format();
+  if (h.has_first_irte()) {
+    if (h.first_irte() >= HostPlatform::kIrtEntries) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("machine.host.first_irte: must be below %d, got %d",
+                          HostPlatform::kIrtEntries, h.first_irte()));
+    }
+    host.config.first_irte = h.first_irte();
+  }
+  std::set<int> slots, buses;
+  for (int i = 0; i < h.assigned_size(); ++i) {
+    const scenario::AssignedDeviceSpec& a = h.assigned(i);
+    const std::string field = absl::StrFormat("machine.host.assigned[%d]", i);
+    MachineConfig::Assigned out;
+    out.device = a.device();
+    if (out.device.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, ".device: required"));
+    }
+    if (a.has_host_bus()) {
+      if (a.host_bus() < 1 || a.host_bus() > 255) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s.host_bus: must be 1..255, got %d", field, a.host_bus()));
+      }
+      out.host_bus = static_cast<uint8_t>(a.host_bus());
+    }
+    if (a.has_guest_slot()) {
+      if (a.guest_slot() < 1 || a.guest_slot() > 31) {
+        return absl::InvalidArgumentError(
+            absl::StrFormat("%s.guest_slot: must be 1..31, got %d", field, a.guest_slot()));
+      }
+      out.guest_slot = static_cast<int>(a.guest_slot());
+    }
+    if (!slots.insert(out.guest_slot).second) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s.guest_slot: slot %d is used twice", field, out.guest_slot));
+    }
+    if (!buses.insert(out.host_bus).second) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s.host_bus: bus %d is used twice", field, out.host_bus));
+    }
+    switch (a.fix()) {
+      case scenario::NOVIRT_QUIRK: out.fix = AssignmentOptions::Fix::kNovirtQuirk; break;
+      case scenario::IMS: out.fix = AssignmentOptions::Fix::kIms; break;
+      default: out.fix = AssignmentOptions::Fix::kNone; break;
+    }
+    out.msi_novirt = a.msi_novirt();
+    out.options.insert(a.options().begin(), a.options().end());
+    host.assigned.push_back(std::move(out));
+  }
+  mc->host = std::move(host);
+  return absl::OkStatus();
+}
+}  // namespace
+
 absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
                                            const RunOptions& options) {
   // --- Validate and build the machine configuration. ---
@@ -299,6 +380,7 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
     device.options.insert(d.options().begin(), d.options().end());
     mc.devices.push_back(std::move(device));
   }
+  if (s.machine().has_host()) RETURN_IF_ERROR(HostConfigFromSpec(s.machine().host(), &mc));
   mc.console = options.console;
   RETURN_IF_ERROR(ValidateActions(s, mc.cpus));
 
@@ -381,6 +463,7 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
   report.run = machine->Run(max_time);
   tracer.Finish();
   report.serial = machine->serial_output();
+  if (machine->host() != nullptr) report.host_log = machine->host()->log();
   report.trace_lines = std::move(recorder.lines());
   report.expectations = CheckExpectations(s.expect(), report);
   if (report.expectations.empty()) {

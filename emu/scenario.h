@@ -52,6 +52,7 @@ struct ScenarioReport {
   RunResult run;
   std::string serial;
   std::vector<std::string> trace_lines;  // the text trace, one per event
+  std::vector<std::string> host_log;     // host kernel log (device assignment)
   std::vector<ExpectationResult> expectations;
   bool passed() const;
   // "PASS: name" / "FAIL: name (detail)" lines and a summary.

@@ -560,7 +560,8 @@ void VtdUnit::InvalidateIotlb(const IotlbInvalidation& inv) {
 // Interrupt remapping.
 // ---------------------------------------------------------------------------
 
-void VtdUnit::Signal(const MsiMessage& message) {
+VtdUnit::RemapResult VtdUnit::Remap(const MsiMessage& message) {
+  RemapResult result;
   if (!(gsts_ & Gsts::kIres) || !message.InMsiWindow()) {
     // 5.1.4: with IRES=0 interrupts are processed as if no remapping
     // hardware existed (a remappable message then reaches the APIC bus,
@@ -573,8 +574,9 @@ void VtdUnit::Signal(const MsiMessage& message) {
                 : "pass-through: not an interrupt address",
             -1, message.address, message.data, message.requester_id);
     }
-    downstream_->Signal(message);
-    return;
+    result.kind = RemapResult::kPassThrough;
+    result.message = message;
+    return result;
   }
   if (!message.IsRemappable()) {
     // 5.1.2.1 / 11.4.4.1 CFI: compatibility format bypasses remapping only
@@ -586,22 +588,24 @@ void VtdUnit::Signal(const MsiMessage& message) {
               message.Vector(), message.address, message.data,
               message.requester_id);
       }
-      downstream_->Signal(message);
-      return;
+      result.kind = RemapResult::kPassThrough;
+      result.message = message;
+      return result;
     }
     InterruptFault(message, fault::kIrCompatBlocked, 0, false);
-    return;
+    return result;
   }
   const uint32_t index = message.RemappedIndex();
+  result.index = index;
   if (message.RemappableReservedBits() != 0) {
     InterruptFault(message, fault::kIrRequestReserved,
                    static_cast<uint16_t>(index), false);
-    return;
+    return result;
   }
   if (index >= irta_latched_.entries()) {
     InterruptFault(message, fault::kIrIndexOutOfRange,
                    static_cast<uint16_t>(index), false);
-    return;
+    return result;
   }
   bool hit = false;
   CachedIrte entry;
@@ -610,7 +614,7 @@ void VtdUnit::Signal(const MsiMessage& message) {
     hit = true;
     ++stats_.iec_hits;
   } else if (!FetchIrte(message, index, &entry)) {
-    return;  // faulted
+    return result;  // faulted
   }
   const vtd::Irte& irte = entry.irte;
   // 5.1.4 / 9.10 SVT: source-id verification.
@@ -631,11 +635,12 @@ void VtdUnit::Signal(const MsiMessage& message) {
   if (!sid_ok) {
     InterruptFault(message, fault::kIrSourceId, static_cast<uint16_t>(index),
                    irte.fpd());
-    return;
+    return result;
   }
   if (irte.posted()) {
     Post(message, entry, index);
-    return;
+    result.kind = RemapResult::kPosted;
+    return result;
   }
   ++stats_.remapped;
   const MsiMessage out(entry.address, entry.data, message.requester_id);
@@ -651,7 +656,34 @@ void VtdUnit::Signal(const MsiMessage& message) {
               irte.redirection_hint() ? " rh" : "", hit ? "hit" : "miss"),
           irte.vector(), out.address, out.data, message.requester_id);
   }
-  SendDownstream(out, entry.destination, entry.eime);
+  result.kind = RemapResult::kRemapped;
+  result.message = out;
+  result.destination = entry.destination;
+  result.wide = entry.eime;
+  return result;
+}
+
+void VtdUnit::Signal(const MsiMessage& message) {
+  const RemapResult r = Remap(message);
+  switch (r.kind) {
+    case RemapResult::kPassThrough:
+      downstream_->Signal(r.message);
+      break;
+    case RemapResult::kRemapped:
+      SendDownstream(r.message, r.destination, r.wide);
+      break;
+    case RemapResult::kPosted:
+    case RemapResult::kFaulted:
+      break;
+  }
+}
+
+void VtdUnit::DeliverRemapped(const RemapResult& result) {
+  if (result.kind == RemapResult::kRemapped) {
+    SendDownstream(result.message, result.destination, result.wide);
+  } else if (result.kind == RemapResult::kPassThrough) {
+    downstream_->Signal(result.message);
+  }
 }
 
 bool VtdUnit::FetchIrte(const MsiMessage& message, uint32_t index,
@@ -712,6 +744,7 @@ void VtdUnit::IecInsert(uint32_t index, const CachedIrte& entry) {
 }
 
 size_t VtdUnit::IecInvalidateGlobal() {
+  if (iec_listener_) iec_listener_(true, 0, 0);
   const size_t n = iec_order_.size();
   for (uint32_t i : iec_order_) iec_[i].valid = false;
   iec_order_.clear();
@@ -722,6 +755,7 @@ size_t VtdUnit::IecInvalidateIndex(uint32_t index, uint8_t mask) {
   // 6.5.2.7: index-selective invalidation covers the 2^IM entries whose
   // index matches IIDX in all bits above IM.
   if (mask >= 17) return IecInvalidateGlobal();
+  if (iec_listener_) iec_listener_(false, index, mask);
   const uint32_t key = index >> mask;
   size_t n = 0;
   std::deque<uint32_t> kept;

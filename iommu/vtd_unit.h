@@ -222,8 +222,40 @@ class VtdUnit : public IoHandler, public MsiSink {
   void Write(const AccessOrigin& origin, uint64_t offset, unsigned size,
              uint64_t value) override;
 
-  // MsiSink: interrupt remapping (file comment).
+  // MsiSink: interrupt remapping (file comment): Remap() + delivery.
   void Signal(const MsiMessage& message) override;
+
+  // The result of interrupt remapping for one request.
+  struct RemapResult {
+    enum Kind {
+      kPassThrough,  // `message` goes on unchanged (IRES=0, CFIS=1 compat)
+      kRemapped,     // `message` (+ `destination`, `wide`) is the translation
+      kPosted,       // posted into a descriptor (delivery done)
+      kFaulted,      // blocked; the fault was raised (recorded or not)
+    };
+    Kind kind = kFaulted;
+    MsiMessage message{0, 0, 0};
+    uint32_t destination = 0;  // full destination id (kRemapped)
+    bool wide = false;         // x2APIC destination: use SignalX2Apic
+    uint32_t index = 0;        // interrupt index (remappable requests)
+  };
+  // Interrupt remapping without the delivery, for a hypervisor that caches
+  // translated routes (seed 003): faults are raised, recorded and traced
+  // and posting is performed exactly as by Signal(), but a pass-through or
+  // remapped message is returned instead of being sent downstream.
+  // DeliverRemapped(result) then sends it (Signal = Remap + DeliverRemapped).
+  RemapResult Remap(const MsiMessage& message);
+  void DeliverRemapped(const RemapResult& result);
+
+  // Called after every interrupt entry cache invalidation (6.5.2.7) with
+  // the invalidated range: all entries (`global`) or the 2^`mask` entries
+  // whose index matches `index` above bit `mask` — so a hypervisor can drop
+  // the routes it cached from those entries. May be empty.
+  using IecListener =
+      std::function<void(bool global, uint32_t index, uint8_t mask)>;
+  void set_iec_listener(IecListener listener) {
+    iec_listener_ = std::move(listener);
+  }
   void SignalX2Apic(const MsiMessage& message, uint32_t destination) override {
     // A device cannot produce a 32-bit destination; treat as its message.
     (void)destination;
@@ -342,6 +374,7 @@ class VtdUnit : public IoHandler, public MsiSink {
   const Clock* const clock_;
   Tracer* const tracer_;
   VtdDmaHooks hooks_;
+  IecListener iec_listener_;
 
   // --- volatile state: registers ---
   uint32_t gsts_ = 0;

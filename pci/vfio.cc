@@ -1,0 +1,198 @@
+#include "pci/vfio.h"
+
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "pci/pci_regs.h"
+
+namespace irqlab {
+
+VfioPciDevice::VfioPciDevice(PciFunction* device, AddressSpace* host_memory,
+                             HostIrqAllocator* host, Tracer* tracer,
+                             const Clock* clock)
+    : device_(device),
+      host_memory_(host_memory),
+      host_(host),
+      tracer_(tracer),
+      clock_(clock) {
+  if (MsiCapability* msi = device_->msi()) {
+    msi_offset_ = msi->offset();
+    // The shadow starts as the device's power-on values (enable 0, address
+    // and data 0); it covers Message Control through the end of the
+    // capability.
+    msi_shadow_.resize(msi->length());
+    for (uint32_t i = 2; i < msi->length(); ++i) {
+      msi_shadow_[i] = static_cast<uint8_t>(device_->ConfigRead(msi_offset_ + i, 1));
+    }
+  }
+}
+
+VfioPciDevice::~VfioPciDevice() {
+  FreeMsi();
+  for (auto& [source, irq] : source_blocks_) host_->FreeIrqs(irq.block);
+}
+
+bool VfioPciDevice::InMsiShadow(uint32_t offset) const {
+  return !msi_shadow_.empty() && offset >= msi_offset_ + 2u &&
+         offset < msi_offset_ + msi_shadow_.size();
+}
+
+uint32_t VfioPciDevice::ConfigRead(uint32_t offset, unsigned size) const {
+  uint32_t value = 0;
+  for (unsigned i = 0; i < size; ++i) {
+    const uint32_t o = offset + i;
+    uint8_t b;
+    // Message Control (offset +2/+3) always comes from the shadow; the
+    // address/data come from the device with NOVIRT.
+    const bool control = o < msi_offset_ + 4u;
+    if (InMsiShadow(o) && (control || !msi_novirt_)) {
+      b = msi_shadow_[o - msi_offset_];
+    } else {
+      b = static_cast<uint8_t>(device_->ConfigRead(o, 1));
+    }
+    value |= uint32_t{b} << (8 * i);
+  }
+  return value;
+}
+
+void VfioPciDevice::ConfigWrite(uint32_t offset, unsigned size, uint32_t value) {
+  if (!InMsiShadow(offset) && !InMsiShadow(offset + size - 1)) {
+    device_->ConfigWrite(offset, size, value);
+    return;
+  }
+  for (unsigned i = 0; i < size; ++i) {
+    const uint32_t o = offset + i;
+    const uint8_t b = static_cast<uint8_t>(value >> (8 * i));
+    if (!InMsiShadow(o)) {
+      device_->ConfigWrite(o, 1, b);
+      continue;
+    }
+    uint8_t& s = msi_shadow_[o - msi_offset_];
+    if (o == msi_offset_ + 2u) {
+      // Message Control low byte: enable (bit 0) and MME (6:4) are writable;
+      // MMC (3:1) and 64-bit (7) are read-only.
+      s = static_cast<uint8_t>((s & 0x8E) | (b & 0x71));
+    } else if (o == msi_offset_ + 3u) {
+      // Per-vector masking (bit 8) is read-only; the rest is reserved.
+    } else {
+      s = b;
+    }
+  }
+}
+
+uint64_t VfioPciDevice::BarRead(int bar, uint64_t offset, unsigned size) {
+  const std::optional<uint64_t> base = device_->BarMappedAt(bar);
+  if (!base) return AllOnes(size);
+  return host_memory_->Read(AccessOrigin::Cpu(0), *base + offset, size);
+}
+
+void VfioPciDevice::BarWrite(int bar, uint64_t offset, unsigned size,
+                             uint64_t value) {
+  const std::optional<uint64_t> base = device_->BarMappedAt(bar);
+  if (!base) return;
+  host_memory_->Write(AccessOrigin::Cpu(0), *base + offset, size, value);
+}
+
+void VfioPciDevice::FreeMsi() {
+  if (!msi_block_) return;
+  // Disable MSI on the device first, then release the host interrupts.
+  const uint16_t control = device_->config().Get16(msi_offset_ + pci::kMsiControl);
+  device_->ConfigWrite(msi_offset_ + pci::kMsiControl, 2,
+                       control & ~(pci::kMsiControlEnable | pci::kMsiControlMmeMask));
+  host_->FreeIrqs(*msi_block_);
+  msi_block_.reset();
+  msi_triggers_.clear();
+}
+
+absl::Status VfioPciDevice::SetMsiIrqs(std::vector<std::function<void()>> triggers) {
+  MsiCapability* msi = device_->msi();
+  if (msi == nullptr) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vfio %s: SET_IRQS(MSI): the device has no MSI capability", device_->name()));
+  }
+  const unsigned count = static_cast<unsigned>(triggers.size());
+  if (count != 0 && ((count & (count - 1)) != 0 || count > msi->capable_vectors())) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vfio %s: SET_IRQS(MSI): count %u is not a power of two <= %u",
+        device_->name(), count, msi->capable_vectors()));
+  }
+  FreeMsi();
+  if (count == 0) {
+    Trace("SET_IRQS MSI count 0: MSI disabled, host interrupts freed");
+    return absl::OkStatus();
+  }
+  msi_triggers_ = std::move(triggers);
+  absl::StatusOr<HostIrqBlock> block = host_->AllocateIrqs(
+      device_->requester_id(), count, device_->name() + "-msi",
+      [this](unsigned i) {
+        if (i < msi_triggers_.size() && msi_triggers_[i]) msi_triggers_[i]();
+      });
+  if (!block.ok()) {
+    msi_triggers_.clear();
+    return block.status();
+  }
+  msi_block_ = *block;
+  // Program the physical capability with the host message (vfio-pci via
+  // pci_alloc_irq_vectors + the IR irq_domain writing remappable format).
+  const MsiMessage& m = block->message;
+  const bool is64 = msi->options().address64;
+  device_->ConfigWrite(msi_offset_ + 4, 4, static_cast<uint32_t>(m.address));
+  if (is64) device_->ConfigWrite(msi_offset_ + 8, 4, static_cast<uint32_t>(m.address >> 32));
+  device_->ConfigWrite(msi_offset_ + (is64 ? 0x0C : 0x08), 2, m.data & 0xFFFF);
+  unsigned mme = 0;
+  while ((1u << mme) < count) ++mme;
+  const uint16_t control = device_->config().Get16(msi_offset_ + pci::kMsiControl);
+  device_->ConfigWrite(
+      msi_offset_ + pci::kMsiControl, 2,
+      (control & ~pci::kMsiControlMmeMask) | (mme << pci::kMsiControlMmeShift) |
+          pci::kMsiControlEnable);
+  // Bus mastering is needed for the device to send anything upstream.
+  const uint16_t command = device_->command();
+  if (!(command & pci::kCommandBusMaster)) {
+    device_->ConfigWrite(pci::kCommand, 2, command | pci::kCommandBusMaster);
+  }
+  Trace(absl::StrFormat("SET_IRQS MSI count %u: physical MSI programmed %s (IRTE 0x%x..0x%x)",
+                        count, m.ToString(), block->first_index,
+                        block->first_index + count - 1),
+        m.address, m.data);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MsiMessage> VfioPciDevice::SetSourceIrq(unsigned source,
+                                                       std::function<void()> trigger) {
+  if (auto it = source_blocks_.find(source); it != source_blocks_.end()) {
+    host_->FreeIrqs(it->second.block);
+    source_blocks_.erase(it);
+  }
+  SourceIrq& irq = source_blocks_[source];
+  irq.trigger = std::move(trigger);
+  absl::StatusOr<HostIrqBlock> block = host_->AllocateIrqs(
+      device_->requester_id(), 1, absl::StrFormat("%s-src%u", device_->name(), source),
+      [this, source](unsigned) {
+        auto it = source_blocks_.find(source);
+        if (it != source_blocks_.end() && it->second.trigger) it->second.trigger();
+      });
+  if (!block.ok()) {
+    source_blocks_.erase(source);
+    return block.status();
+  }
+  irq.block = *block;
+  const uint16_t command = device_->command();
+  if (!(command & pci::kCommandBusMaster)) {
+    device_->ConfigWrite(pci::kCommand, 2, command | pci::kCommandBusMaster);
+  }
+  Trace(absl::StrFormat("IMS source %u: host interrupt %s (IRTE 0x%x)", source,
+                        block->message.ToString(), block->first_index),
+        block->message.address, block->message.data);
+  return block->message;
+}
+
+void VfioPciDevice::Trace(std::string_view detail, uint64_t address, uint64_t data) {
+  if (tracer_ == nullptr || !tracer_->enabled()) return;
+  tracer_->Emit(clock_ != nullptr ? clock_->Now() : 0, trace::VFIO, -1,
+                absl::StrCat("host: vfio-pci ", FormatRequesterId(device_->requester_id()), " ",
+                             std::string(detail)),
+                -1, address, data, device_->requester_id());
+}
+
+}  // namespace irqlab
