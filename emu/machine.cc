@@ -268,9 +268,12 @@ absl::Status Machine::InitHost() {
     options.fix = a.fix;
     if (a.device == "edu") {
       slot.physical = std::make_unique<Edu>(&events_);
+    } else if (a.device == "irqlab-testdev") {
+      slot.physical = std::make_unique<IrqlabTestDev>();
     } else {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "%s.device: unknown physical device \"%s\" (known: edu)", field, a.device));
+          "%s.device: unknown physical device \"%s\" (known: edu, irqlab-testdev)", field,
+          a.device));
     }
     RETURN_IF_ERROR(host_->AddDevice(slot.physical.get(), uint16_t{a.host_bus} << 8));
     slot.vfio = std::make_unique<VfioPciDevice>(slot.physical.get(), &host_->memory(), host_.get(),

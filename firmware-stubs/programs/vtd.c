@@ -97,7 +97,18 @@
  *                           ignored (11.4.4.1) -> 0x25 although CFIS=1
  *   vtd_cfi_off             CFI=0 -> GSTS.CFIS clear, 0x25 again
  *
- * Options: cases=remap,msi,faults,iec,cfi (default all); eim=0|1 (what
+ * cases=msistale (irqlab-testdev; run it with the testdev assigned through
+ * vfio to see the VMM's route cache behave like the IEC, seed 003):
+ *   vtd_msi_stale           IRTE 40: 0x64 -> APIC 1, testdev MSI handle 40:
+ *                           delivered; IRTE rewritten to 0x65 without
+ *                           invalidation -> 0x64 again; index-selective
+ *                           invalidation -> 0x65
+ *   vtd_msi_fault_at_delivery  IRTE 40 cleared (P=0) + invalidation: the
+ *                           next MSI faults 0x22 index 40 (source = the
+ *                           testdev), nothing delivered
+ *   vtd_msi_restored        IRTE 40 -> 0x66 + invalidation: delivered
+ *
+ * Options: cases=remap,msi,faults,iec,cfi,msistale (default all); eim=0|1 (what
  * ECAP.EIM must say; default 1); settle=L pause loops (20000).
  */
 #include "runtime.h"
@@ -642,6 +653,56 @@ static void test_iec(void) {
           hits[c1][0x62], c2, hits[c2][0x63]);
 }
 
+/* ---- cases=msistale ---- */
+static void test_msi_stale(void) {
+  if (!testdev_setup()) {
+    report_skip("vtd_msi_stale", "irqlab-testdev not attached");
+    return;
+  }
+  const int idx = 40, c1 = cpu_or0(1);
+  irte(idx, 0x64, c1, td_sid, VTD_SQ_ALL, VTD_SVT_SID);
+  vtd_iec_index(idx, 0);
+  td_msi_program(VTD_MSI_ADDR_REMAP(idx, true), 0, 0);
+  td_fire(0);
+  bool a = wait_total(0x64, 1);
+  irte(idx, 0x65, c1, td_sid, VTD_SQ_ALL, VTD_SVT_SID); /* memory only */
+  td_fire(0);
+  bool b = wait_total(0x64, 2);
+  settle();
+  uint32_t stale65 = total[0x65];
+  bool inv = vtd_iec_index(idx, 0);
+  td_fire(0);
+  bool c = wait_total(0x65, 1);
+  settle();
+  reportf("vtd_msi_stale",
+          a && b && stale65 == 0 && inv && c && total[0x64] == 2 &&
+              total[0x65] == 1 && hits[c1][0x65] == 1,
+          "0x64 %u (want 2, stale) 0x65 before invalidation %u after %u",
+          total[0x64], stale65, total[0x65]);
+  printf("vtd_msi_stale: IRTE %d rewritten 0x64 -> 0x65 without invalidation: "
+         "0x64 delivered %u time(s); after index-selective invalidation: 0x65 "
+         "%u time(s)\n", idx, total[0x64], total[0x65]);
+
+  vtd_irt[idx].lo = 0; /* not present */
+  vtd_irt[idx].hi = 0;
+  __asm__ volatile("" ::: "memory");
+  vtd_iec_index(idx, 0);
+  td_fire(0);
+  expect_fault("vtd_msi_fault_at_delivery", VTD_FR_NOT_PRESENT, td_sid,
+               (uint16_t)idx);
+
+  irte(idx, 0x66, c1, td_sid, VTD_SQ_ALL, VTD_SVT_SID);
+  vtd_iec_index(idx, 0);
+  td_fire(0);
+  bool d = wait_total(0x66, 1);
+  settle();
+  reportf("vtd_msi_restored",
+          d && total[0x65] == 1 && total[0x66] == 1 && vtd_read32(VTD_FSTS) == 0,
+          "0x65 %u 0x66 %u FSTS 0x%x", total[0x65], total[0x66],
+          vtd_read32(VTD_FSTS));
+  td_msi_off();
+}
+
 /* ---- cases=cfi ---- */
 static void test_cfi(void) {
   const int pin = 14, c1 = cpu_or0(1), c2 = cpu_or0(2), c3 = cpu_or0(3);
@@ -717,5 +778,6 @@ int main(void) {
   if (want("faults")) test_faults();
   if (want("iec")) test_iec();
   if (want("cfi")) test_cfi();
+  if (want("msistale")) test_msi_stale();
   report_exit();
 }
