@@ -1,5 +1,6 @@
 #include "emu/host_platform.h"
 
+#include <atomic>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,10 +13,11 @@ namespace irqlab {
 
 namespace {
 // Host-private memory layout.
-constexpr uint64_t kIrtBase = 0x100000;    // 256 IRTEs = 4 KiB
+constexpr uint64_t kIrtBase = 0x100000;    // 1024 IRTEs = 16 KiB
 constexpr uint64_t kQueueBase = 0x200000;  // 256 descriptors of 128 bits
 constexpr uint64_t kQueueEntries = 256;
-constexpr unsigned kIrtaS = 7;             // 2^(7+1) = 256 entries
+constexpr uint64_t kPidBase = 0x300000;    // 64-byte posted-interrupt descriptors
+constexpr unsigned kIrtaS = 9;             // 2^(9+1) = 1024 entries
 static_assert((2u << kIrtaS) == HostPlatform::kIrtEntries);
 constexpr uint64_t kApicEoi = 0xB0;
 constexpr uint64_t kApicSvr = 0xF0;
@@ -97,6 +99,11 @@ absl::Status HostPlatform::Init() {
   // The DMAR fault handler.
   vectors_[{0, kDmarFaultVector}] =
       VectorOwner{[this](unsigned) { HandleDmarFault(); }, 0, "dmar_fault"};
+  for (int c = 0; c < config_.cpus; ++c) {
+    vectors_[{c, kPostedNotificationVector}] = VectorOwner{
+        [this, c](unsigned) { ProcessPostedInterrupts(c); }, 0, "posted-intr-notification"};
+  }
+  pid_ready_.assign(kMaxVcpus, false);
   EnableInterruptRemapping();
   return absl::OkStatus();
 }
@@ -186,19 +193,12 @@ absl::StatusOr<HostIrqBlock> HostPlatform::AllocateIrqs(
   }
   // A contiguous IRTE block (the device adds the vector number to the
   // subhandle: index = handle + subhandle, 5.1.2.2).
-  uint32_t first = 0;
-  unsigned run = 0;
-  for (uint32_t i = 0; i < kIrtEntries && run < count; ++i) {
-    if (irte_used_[i]) {
-      run = 0;
-    } else if (run++ == 0) {
-      first = i;
-    }
-  }
-  if (run < count) {
+  const int found = FindIrtes(count, 1);
+  if (found < 0) {
     return absl::ResourceExhaustedError(
         absl::StrFormat("host: %s: no %u free IRTEs", name, count));
   }
+  const uint32_t first = static_cast<uint32_t>(found);
   Block b;
   b.block.id = next_block_id_++;
   b.block.first_index = first;
@@ -261,6 +261,92 @@ void HostPlatform::FreeIrqs(const HostIrqBlock& block) {
   }
   for (auto& cv : it->second.vectors) vectors_.erase(cv);
   blocks_.erase(it);
+}
+
+int HostPlatform::FindIrtes(unsigned count, unsigned align) const {
+  for (uint32_t first = 0; first + count <= kIrtEntries; first += align) {
+    bool free = true;
+    for (uint32_t i = first; i < first + count && free; ++i) free = !irte_used_[i];
+    if (free) return static_cast<int>(first);
+  }
+  return -1;
+}
+
+uint64_t HostPlatform::PidAddress(int vcpu) { return kPidBase + 64 * uint64_t(vcpu); }
+
+absl::Status HostPlatform::MapGuestVector(uint16_t rid, uint8_t vector, int vcpu) {
+  if (vcpu < 0 || vcpu >= kMaxVcpus) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("host: guest-owned MSI: vCPU %d out of range", vcpu));
+  }
+  auto owned = guest_owned_.find(rid);
+  if (owned == guest_owned_.end()) {
+    const int base = FindIrtes(256, 256);
+    if (base < 0) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "host: guest-owned MSI for %s: no free 256-entry IRTE block",
+          FormatRequesterId(rid)));
+    }
+    for (uint32_t i = 0; i < 256; ++i) irte_used_[base + i] = true;
+    owned = guest_owned_.emplace(rid, static_cast<uint32_t>(base)).first;
+    vtd_->set_guest_owned(rid, static_cast<uint32_t>(base));
+  }
+  if (!pid_ready_[vcpu]) {
+    // PID: PIR 0, ON/SN 0, NV, NDST = the host CPU's xAPIC id in 15:8 (9.12).
+    const uint64_t pid = PidAddress(vcpu);
+    for (int q = 0; q < 8; ++q) ram_->Store<uint64_t>(pid + 8 * q, 0);
+    const uint64_t control = (uint64_t{kPostedNotificationVector} << 16) |
+                             (uint64_t(HostCpuOf(vcpu)) << 40);
+    ram_->Store<uint64_t>(pid + vtd::PostedDescriptor::kControlOffset, control);
+    pid_ready_[vcpu] = true;
+  }
+  const uint32_t index = owned->second + vector;
+  const vtd::Irte irte = vtd::Irte::Posted(vector, PidAddress(vcpu), /*urgent=*/false, rid,
+                                           /*sq=*/0, vtd::Irte::kSvtRequesterId);
+  WriteIrte(index, irte.lo, irte.hi);
+  Trace(trace::HOST_IRQ, HostCpuOf(vcpu),
+        absl::StrFormat("guest-owned MSI %s vector 0x%x: posted IRTE 0x%x -> vCPU %d PID %#x",
+                        FormatRequesterId(rid), vector, index, vcpu, PidAddress(vcpu)),
+        vector, 0, 0, rid);
+  return absl::OkStatus();
+}
+
+void HostPlatform::ReleaseGuestMsi(uint16_t rid) {
+  auto owned = guest_owned_.find(rid);
+  if (owned == guest_owned_.end()) return;
+  vtd_->clear_guest_owned(rid);
+  for (uint32_t i = 0; i < 256; ++i) {
+    const uint32_t index = owned->second + i;
+    ram_->Store<uint64_t>(kIrtBase + uint64_t{index} * 16, 0);
+    ram_->Store<uint64_t>(kIrtBase + uint64_t{index} * 16 + 8, 0);
+    irte_used_[index] = false;
+  }
+  // One invalidation for the whole block (IM = 8: 256 entries).
+  Invalidate(0x4 | (1u << 4) | (uint64_t{8} << 27) | (uint64_t{owned->second} << 32), 0);
+  guest_owned_.erase(owned);
+}
+
+void HostPlatform::ProcessPostedInterrupts(int cpu) {
+  for (int vcpu = cpu; vcpu < kMaxVcpus; vcpu += config_.cpus) {
+    if (!pid_ready_[vcpu]) continue;
+    const uint64_t pid = PidAddress(vcpu);
+    uint64_t* words = reinterpret_cast<uint64_t*>(ram_->data() + pid);
+    std::atomic_ref<uint64_t>(words[vtd::PostedDescriptor::kControlOffset / 8])
+        .fetch_and(~vtd::PostedDescriptor::kOn);
+    for (int w = 0; w < 4; ++w) {
+      uint64_t bits = std::atomic_ref<uint64_t>(words[w]).exchange(0);
+      while (bits != 0) {
+        const int bit = __builtin_ctzll(bits);
+        bits &= bits - 1;
+        const uint8_t vector = static_cast<uint8_t>(64 * w + bit);
+        Trace(trace::HOST_IRQ, cpu,
+              absl::StrFormat("posted-interrupt processing: PIR vector 0x%x -> vCPU %d", vector,
+                              vcpu),
+              vector);
+        if (vcpu_sink_) vcpu_sink_(vcpu, vector);
+      }
+    }
+  }
 }
 
 void HostPlatform::KickCpu(int cpu) {

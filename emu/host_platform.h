@@ -21,6 +21,12 @@
 //     remapped to its vector with source-id verification (SVT=01b, SID =
 //     the device), written to host memory and invalidated with an
 //     index-selective IEC descriptor;
+//   * guest-owned MSI (MapGuestVector): a 256-entry IRTE block per
+//     requester id, registered with the unit (VtdUnit::set_guest_owned);
+//     the IRTE for a guest vector is posted format (VV = the guest vector,
+//     PDA = the vCPU's posted-interrupt descriptor, NV = 0xF2, NDST = the
+//     host CPU running the vCPU); the notification is handled by posted-
+//     interrupt processing into the vCPU's APIC (set_vcpu_interrupt_sink);
 //   * handles the DMAR fault event (host vector 0x22 on CPU 0) like
 //     dmar_fault(): prints "DMAR: DRHD: handling fault status reg %x" and
 //     one "DMAR: [INTR-REMAP] ..." / "DMAR: [DMA Read ...]" line per fault
@@ -66,7 +72,7 @@ struct HostConfig {
   int cpus = 4;                         // physical CPUs (LAPIC models)
   uint64_t ram_bytes = 4ull << 20;      // host-private memory (IRT, queue)
   bool compat_format = false;           // GCMD.CFI: let compat MSIs through
-  bool posted_interrupts = false;       // CAP.PI of the host VT-d
+  bool posted_interrupts = true;        // CAP.PI of the host VT-d
   uint32_t first_irte = 43;             // first IRTE index for devices
   std::ostream* console = nullptr;      // host log echo ("[host] ..."), may be null
 };
@@ -76,7 +82,9 @@ class HostPlatform : public HostIrqAllocator {
   static constexpr uint8_t kFirstDeviceVector = 0x30;
   static constexpr uint8_t kLastDeviceVector = 0xEF;
   static constexpr uint8_t kDmarFaultVector = 0x22;
-  static constexpr uint32_t kIrtEntries = 256;  // IRTA.S = 7
+  static constexpr uint8_t kPostedNotificationVector = 0xF2;  // Linux's POSTED_INTR_VECTOR
+  static constexpr uint32_t kIrtEntries = 1024;  // IRTA.S = 9
+  static constexpr int kMaxVcpus = 64;           // posted-interrupt descriptors
   // The physical MMIO window where the host firmware maps device BARs.
   static constexpr uint64_t kBarWindow = 0xE0000000;
 
@@ -96,6 +104,19 @@ class HostPlatform : public HostIrqAllocator {
       uint16_t rid, unsigned count, std::string_view name,
       std::function<void(unsigned)> handler) override;
   void FreeIrqs(const HostIrqBlock& block) override;
+  absl::Status MapGuestVector(uint16_t rid, uint8_t vector, int vcpu) override;
+  void ReleaseGuestMsi(uint16_t rid) override;
+
+  // Where posted interrupts go when a host CPU processes its posted-
+  // interrupt notification: vector `vector` becomes pending in vCPU
+  // `vcpu`'s (virtual) local APIC. Set by the machine.
+  void set_vcpu_interrupt_sink(std::function<void(int vcpu, uint8_t vector)> sink) {
+    vcpu_sink_ = std::move(sink);
+  }
+  // Host physical address of vCPU `vcpu`'s posted-interrupt descriptor.
+  static uint64_t PidAddress(int vcpu);
+  // The host CPU that runs vCPU `vcpu` (its notification destination).
+  int HostCpuOf(int vcpu) const { return vcpu % config_.cpus; }
 
   const HostConfig& config() const { return config_; }
   VtdUnit& iommu() { return *vtd_; }
@@ -125,6 +146,12 @@ class HostPlatform : public HostIrqAllocator {
   void KickCpu(int cpu);
   void RunCpu(int cpu);
   void HandleDmarFault();
+  // Posted-interrupt processing on host CPU `cpu` (SDM 29.6 for VMX; here
+  // for the vCPUs this CPU runs): clear ON, take the PIR, make each vector
+  // pending in the vCPU's APIC.
+  void ProcessPostedInterrupts(int cpu);
+  // Finds a free, `count`-aligned run of IRTEs; -1 if none.
+  int FindIrtes(unsigned count, unsigned align) const;
   void Log(const std::string& line);
   void Trace(Stage stage, int cpu, const std::string& detail, int vector = -1,
              uint64_t address = 0, uint64_t data = 0, uint32_t rid = 0);
@@ -167,6 +194,9 @@ class HostPlatform : public HostIrqAllocator {
   std::vector<bool> cpu_kicked_;
   uint64_t next_bar_ = kBarWindow;
   std::vector<std::string> log_;
+  std::function<void(int, uint8_t)> vcpu_sink_;
+  std::map<uint16_t, uint32_t> guest_owned_;  // rid -> IRTE block base (256)
+  std::vector<bool> pid_ready_;
   uint64_t irqs_handled_ = 0;
   uint64_t spurious_irqs_ = 0;
 };

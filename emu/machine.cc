@@ -12,7 +12,9 @@
 
 namespace irqlab {
 
-std::vector<std::string> KnownDevices() { return {"edu", "intel-iommu", "irqlab-testdev"}; }
+std::vector<std::string> KnownDevices() {
+  return {"edu", "intel-iommu", "irqlab-testdev", "wcn6855"};
+}
 
 absl::StatusOr<MachineConfig::Device> ParseDeviceSpec(std::string_view text) {
   const std::vector<std::string> parts = absl::StrSplit(std::string(text), ',');
@@ -248,6 +250,9 @@ absl::Status Machine::InitPci() {
     } else if (d.name == "irqlab-testdev") {
       irqlab_testdev_ = std::make_unique<IrqlabTestDev>();
       RETURN_IF_ERROR(pci_host_->AddFunction(4, 0, irqlab_testdev_.get()));
+    } else if (d.name == "wcn6855") {
+      ASSIGN_OR_RETURN(wcn6855_, Wcn6855::Create(&events_, Wcn6855::Options{}));
+      RETURN_IF_ERROR(pci_host_->AddFunction(5, 0, wcn6855_.get()));
     }
   }
   if (config_.host) RETURN_IF_ERROR(InitHost());
@@ -260,6 +265,12 @@ absl::Status Machine::InitHost() {
   if (hc.console == nullptr) hc.console = config_.console;
   ASSIGN_OR_RETURN(host_, HostPlatform::Create(hc, ram_.get(), this, &events_, tracer_));
   irq_routes_ = std::make_unique<IrqRouteTable>(apic_bus_.get(), vtd_.get(), tracer_, this);
+  // Posted interrupts (guest-owned MSI) land in the vCPU's local APIC.
+  host_->set_vcpu_interrupt_sink([this](int vcpu, uint8_t vector) {
+    if (vcpu >= 0 && vcpu < num_cpus()) {
+      lapics_[vcpu]->Accept(vector, /*trigger_level=*/false, DeliveryMode::kFixed);
+    }
+  });
   for (size_t i = 0; i < config_.host->assigned.size(); ++i) {
     const MachineConfig::Assigned& a = config_.host->assigned[i];
     const std::string field = absl::StrFormat("machine.host.assigned[%d]", i);

@@ -331,6 +331,7 @@ absl::Status HostConfigFromSpec(const scenario::HostSpec& h, MachineConfig* mc) 
     switch (a.fix()) {
       case scenario::NOVIRT_QUIRK: out.fix = AssignmentOptions::Fix::kNovirtQuirk; break;
       case scenario::IMS: out.fix = AssignmentOptions::Fix::kIms; break;
+      case scenario::GUEST_OWNED: out.fix = AssignmentOptions::Fix::kGuestOwned; break;
       default: out.fix = AssignmentOptions::Fix::kNone; break;
     }
     out.msi_novirt = a.msi_novirt();

@@ -578,7 +578,20 @@ VtdUnit::RemapResult VtdUnit::Remap(const MsiMessage& message) {
     result.message = message;
     return result;
   }
-  if (!message.IsRemappable()) {
+  uint32_t index = 0;
+  const auto owned = message.IsRemappable() ? guest_owned_.end()
+                                            : guest_owned_.find(message.requester_id);
+  if (owned != guest_owned_.end()) {
+    // Guest-owned MSI (not in the VT-d spec; see set_guest_owned()): the
+    // compatibility-format request is looked up at base + vector.
+    index = owned->second + message.Vector();
+    if (tracing()) {
+      Trace(trace::IR_REMAP,
+            absl::StrFormat("guest-owned: compatibility vec 0x%x -> index 0x%x",
+                            message.Vector(), index),
+            message.Vector(), message.address, message.data, message.requester_id);
+    }
+  } else if (!message.IsRemappable()) {
     // 5.1.2.1 / 11.4.4.1 CFI: compatibility format bypasses remapping only
     // with CFIS=1 and EIME=0; otherwise it is blocked with fault 0x25.
     if ((gsts_ & Gsts::kCfis) && !irta_latched_.eime()) {
@@ -595,13 +608,16 @@ VtdUnit::RemapResult VtdUnit::Remap(const MsiMessage& message) {
     InterruptFault(message, fault::kIrCompatBlocked, 0, false);
     return result;
   }
-  const uint32_t index = message.RemappedIndex();
-  result.index = index;
-  if (message.RemappableReservedBits() != 0) {
-    InterruptFault(message, fault::kIrRequestReserved,
-                   static_cast<uint16_t>(index), false);
-    return result;
+  if (owned == guest_owned_.end()) {
+    index = message.RemappedIndex();
+    if (message.RemappableReservedBits() != 0) {
+      InterruptFault(message, fault::kIrRequestReserved,
+                     static_cast<uint16_t>(index), false);
+      result.index = index;
+      return result;
+    }
   }
+  result.index = index;
   if (index >= irta_latched_.entries()) {
     InterruptFault(message, fault::kIrIndexOutOfRange,
                    static_cast<uint16_t>(index), false);

@@ -113,6 +113,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -247,6 +248,21 @@ class VtdUnit : public IoHandler, public MsiSink {
   RemapResult Remap(const MsiMessage& message);
   void DeliverRemapped(const RemapResult& result);
 
+  // Guest-owned MSI (seed 000, fix (c); a proposal, NOT part of the VT-d
+  // spec): compatibility-format requests from `requester_id` are not
+  // blocked but translated through IRTE `irte_base` + vector (data bits
+  // 7:0), with every check of a remappable request after the index
+  // computation (0x21 beyond the table, 0x22 not present, 0x24, SVT 0x26,
+  // posting). The host points those IRTEs (posted format) at the vCPU's
+  // posted-interrupt descriptor, so the guest's own message reaches the
+  // vCPU without the VMM; a vector the host did not map faults 0x22.
+  void set_guest_owned(uint16_t requester_id, uint32_t irte_base) {
+    guest_owned_[requester_id] = irte_base;
+  }
+  void clear_guest_owned(uint16_t requester_id) {
+    guest_owned_.erase(requester_id);
+  }
+
   // Called after every interrupt entry cache invalidation (6.5.2.7) with
   // the invalidated range: all entries (`global`) or the 2^`mask` entries
   // whose index matches `index` above bit `mask` — so a hypervisor can drop
@@ -375,6 +391,7 @@ class VtdUnit : public IoHandler, public MsiSink {
   Tracer* const tracer_;
   VtdDmaHooks hooks_;
   IecListener iec_listener_;
+  std::map<uint16_t, uint32_t> guest_owned_;  // requester id -> IRTE base
 
   // --- volatile state: registers ---
   uint32_t gsts_ = 0;

@@ -235,6 +235,19 @@ void AssignedPciDevice::UpdateMsi() {
     return;
   }
   const unsigned count = m->enabled_vectors();
+  if (options_.fix == AssignmentOptions::Fix::kGuestOwned) {
+    // The guest's own message goes to the device; each vector is posted to
+    // the vCPU its destination names (physical destination = APIC id =
+    // vCPU index in this machine).
+    std::vector<int> vcpus(count, static_cast<int>((m->address() >> 12) & 0xFF));
+    msi_on_ = true;
+    msi_count_ = count;
+    const absl::Status s = vfio_->SetMsiGuestOwned(m->address(), m->data(), vcpus);
+    TraceVmm(s.ok() ? absl::StrFormat("MSI enabled by the guest: %u vector(s), guest-owned "
+                                      "(posted by the host IOMMU)", count)
+                    : absl::StrCat("guest-owned MSI failed: ", s.ToString()));
+    return;
+  }
   if (msi_on_ && count == msi_count_) {
     for (unsigned i = 0; i < count; ++i) routes_->UpdateRoute(msi_gsis_[i], GuestMessage(i));
     return;
@@ -255,7 +268,11 @@ void AssignedPciDevice::UpdateMsi() {
 
 void AssignedPciDevice::DisableMsi() {
   if (!msi_on_) return;
-  (void)vfio_->SetMsiIrqs({});
+  if (options_.fix == AssignmentOptions::Fix::kGuestOwned) {
+    (void)vfio_->SetMsiGuestOwned(0, 0, {});
+  } else {
+    (void)vfio_->SetMsiIrqs({});
+  }
   for (int gsi : msi_gsis_) routes_->RemoveRoute(gsi);
   msi_gsis_.clear();
   msi_on_ = false;
@@ -288,7 +305,7 @@ uint64_t AssignedPciDevice::BarRead(int bar, uint64_t offset, unsigned size) {
 
 void AssignedPciDevice::BarWrite(int bar, uint64_t offset, unsigned size, uint64_t value) {
   using Fix = AssignmentOptions::Fix;
-  if (bar != 0 || size != 4 || options_.fix == Fix::kNone) {
+  if (bar != 0 || size != 4 || options_.fix == Fix::kNone || options_.fix == Fix::kGuestOwned) {
     vfio_->BarWrite(bar, offset, size, value);
     return;
   }

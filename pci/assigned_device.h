@@ -36,7 +36,12 @@
 //   kIms          traps the interrupt-source registers and gives each
 //                 source its own host interrupt (vfio SetSourceIrq) routed
 //                 to the message the guest wrote for it; the guest reads
-//                 back its own values.
+//                 back its own values;
+//   kGuestOwned   (seed 000 fix (c)) BAR writes pass unchanged and the
+//                 guest's MSI message is programmed into the device as is
+//                 (vfio SetMsiGuestOwned); the host IOMMU translates it by
+//                 (requester id, vector) and posts it to the vCPU whose APIC
+//                 id the message names — no routing table involved.
 //
 // Not modelled: MSI-X, INTx, ROM, I/O BARs, config-space quirks beyond the
 // MSI capability, migration.
@@ -114,7 +119,7 @@ class IrqRouteTable {
 };
 
 struct AssignmentOptions {
-  enum class Fix { kNone, kNovirtQuirk, kIms };
+  enum class Fix { kNone, kNovirtQuirk, kIms, kGuestOwned };
   Fix fix = Fix::kNone;
   // BAR0 offsets of the device's interrupt-source registers (address at
   // +0/+4, data at +8): what IMS traps.

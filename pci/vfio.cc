@@ -2,7 +2,9 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "emu/status_macros.h"
 #include "pci/pci_regs.h"
 
 namespace irqlab {
@@ -94,6 +96,13 @@ void VfioPciDevice::BarWrite(int bar, uint64_t offset, unsigned size,
 }
 
 void VfioPciDevice::FreeMsi() {
+  if (guest_owned_) {
+    const uint16_t control = device_->config().Get16(msi_offset_ + pci::kMsiControl);
+    device_->ConfigWrite(msi_offset_ + pci::kMsiControl, 2,
+                         control & ~(pci::kMsiControlEnable | pci::kMsiControlMmeMask));
+    host_->ReleaseGuestMsi(device_->requester_id());
+    guest_owned_ = false;
+  }
   if (!msi_block_) return;
   // Disable MSI on the device first, then release the host interrupts.
   const uint16_t control = device_->config().Get16(msi_offset_ + pci::kMsiControl);
@@ -155,6 +164,43 @@ absl::Status VfioPciDevice::SetMsiIrqs(std::vector<std::function<void()>> trigge
                         count, m.ToString(), block->first_index,
                         block->first_index + count - 1),
         m.address, m.data);
+  return absl::OkStatus();
+}
+
+absl::Status VfioPciDevice::SetMsiGuestOwned(uint64_t address, uint16_t data,
+                                             const std::vector<int>& vcpus) {
+  MsiCapability* msi = device_->msi();
+  const unsigned count = static_cast<unsigned>(vcpus.size());
+  if (msi == nullptr || (count & (count - 1)) != 0 || count > msi->capable_vectors()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vfio %s: guest-owned MSI: bad vector count %u", device_->name(), count));
+  }
+  FreeMsi();
+  if (count == 0) return absl::OkStatus();
+  guest_owned_ = true;
+  for (unsigned i = 0; i < count; ++i) {
+    const uint8_t vector = static_cast<uint8_t>(((data & ~(count - 1)) | i) & 0xFF);
+    RETURN_IF_ERROR(host_->MapGuestVector(device_->requester_id(), vector, vcpus[i]));
+  }
+  const bool is64 = msi->options().address64;
+  device_->ConfigWrite(msi_offset_ + 4, 4, static_cast<uint32_t>(address));
+  if (is64) device_->ConfigWrite(msi_offset_ + 8, 4, static_cast<uint32_t>(address >> 32));
+  device_->ConfigWrite(msi_offset_ + (is64 ? 0x0C : 0x08), 2, data);
+  unsigned mme = 0;
+  while ((1u << mme) < count) ++mme;
+  const uint16_t control = device_->config().Get16(msi_offset_ + pci::kMsiControl);
+  device_->ConfigWrite(
+      msi_offset_ + pci::kMsiControl, 2,
+      (control & ~pci::kMsiControlMmeMask) | (mme << pci::kMsiControlMmeShift) |
+          pci::kMsiControlEnable);
+  const uint16_t command = device_->command();
+  if (!(command & pci::kCommandBusMaster)) {
+    device_->ConfigWrite(pci::kCommand, 2, command | pci::kCommandBusMaster);
+  }
+  Trace(absl::StrFormat("guest-owned MSI: physical MSI = the guest's %08x/%04x, %u vector(s) "
+                        "posted to vCPU(s)",
+                        address, data, count),
+        address, data);
   return absl::OkStatus();
 }
 

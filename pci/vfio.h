@@ -76,6 +76,15 @@ class HostIrqAllocator {
       std::function<void(unsigned)> handler) = 0;
   // Frees a block (IRTEs cleared and invalidated, vectors released).
   virtual void FreeIrqs(const HostIrqBlock& block) = 0;
+
+  // Guest-owned MSI (seed 000 fix (c), VtdUnit::set_guest_owned): the
+  // device sends the guest's own compatibility-format messages; the host
+  // IOMMU translates them by (requester id, vector) into posted IRTEs that
+  // post straight into vCPU `vcpu`'s posted-interrupt descriptor.
+  // MapGuestVector() reserves the requester's IRTE block on first use.
+  virtual absl::Status MapGuestVector(uint16_t rid, uint8_t vector, int vcpu) = 0;
+  // Unmaps every vector of `rid` (IRTEs not present, block released).
+  virtual void ReleaseGuestMsi(uint16_t rid) = 0;
 };
 
 class VfioPciDevice {
@@ -101,6 +110,11 @@ class VfioPciDevice {
   // InvalidArgument for a count the capability cannot grant (not a power of
   // two, above the capable vectors, no MSI capability).
   absl::Status SetMsiIrqs(std::vector<std::function<void()>> triggers);
+  // Guest-owned MSI: programs the physical capability with the guest's own
+  // message (`address`, `data`, `count` vectors) and maps each vector i to
+  // vCPU vcpus[i] through posted IRTEs. count 0 (empty `vcpus`) disables.
+  absl::Status SetMsiGuestOwned(uint64_t address, uint16_t data,
+                                const std::vector<int>& vcpus);
   // Host interrupts currently enabled for MSI.
   unsigned msi_irq_count() const { return msi_block_ ? msi_block_->count : 0; }
 
@@ -134,6 +148,7 @@ class VfioPciDevice {
   uint16_t msi_offset_ = 0;
   bool msi_novirt_ = false;
   std::optional<HostIrqBlock> msi_block_;
+  bool guest_owned_ = false;
   std::vector<std::function<void()>> msi_triggers_;
   struct SourceIrq {
     HostIrqBlock block;
