@@ -156,10 +156,10 @@ void HostPlatform::WriteIrte(uint32_t index, uint64_t lo, uint64_t hi) {
   Invalidate(0x4 | (1u << 4) | (uint64_t{index} << 32), 0);
 }
 
-absl::Status HostPlatform::AddDevice(PciFunction* function, uint16_t rid) {
+absl::Status HostPlatform::AddDevice(PciFunction* function, uint16_t rid, DmaSink* dma) {
   function->Attach(PciBusContext{.memory = &memory_,
                                  .io = nullptr,
-                                 .dma = root_complex_.get(),
+                                 .dma = dma != nullptr ? dma : root_complex_.get(),
                                  .tracer = &host_tracer_,
                                  .clock = clock_},
                    rid);

@@ -97,7 +97,11 @@ class HostPlatform : public HostIrqAllocator {
 
   // Attaches a physical PCI function at host `bus:dev.fn` (its requester
   // id), maps its memory BARs in the host window and enables memory decode.
-  absl::Status AddDevice(PciFunction* function, uint16_t rid);
+  // Its memory writes go to `dma` (e.g. a vfio container translating
+  // IOVAs), by default straight to the host root complex.
+  absl::Status AddDevice(PciFunction* function, uint16_t rid, DmaSink* dma = nullptr);
+  // Appends a line to the host kernel log (also traced and echoed).
+  void Log(const std::string& line);
 
   // HostIrqAllocator.
   absl::StatusOr<HostIrqBlock> AllocateIrqs(
@@ -152,7 +156,6 @@ class HostPlatform : public HostIrqAllocator {
   void ProcessPostedInterrupts(int cpu);
   // Finds a free, `count`-aligned run of IRTEs; -1 if none.
   int FindIrtes(unsigned count, unsigned align) const;
-  void Log(const std::string& line);
   void Trace(Stage stage, int cpu, const std::string& detail, int vector = -1,
              uint64_t address = 0, uint64_t data = 0, uint32_t rid = 0);
 

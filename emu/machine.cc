@@ -271,6 +271,24 @@ absl::Status Machine::InitHost() {
       lapics_[vcpu]->Accept(vector, /*trigger_level=*/false, DeliveryMode::kFixed);
     }
   });
+  // The VM's IOMMU domain (vfio type1 container): guest RAM mapped IOVA =
+  // guest-physical, as QEMU maps all guest memory for assigned devices.
+  VfioContainer::Options co;
+  co.msi_bypass = config_.host->msi_doorbell_iova == 0;
+  co.doorbell_base = config_.host->msi_doorbell_iova;
+  container_ = std::make_unique<VfioContainer>(co, host_->upstream(), tracer_, this,
+                                               [this](const std::string& l) { host_->Log(l); });
+  if (absl::Status s = container_->MapDma(0, config_.ram_bytes, 0); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(co.msi_bypass ? "machine.ram: " : "machine.host.msi_doorbell_iova: ",
+                     s.message()));
+  }
+  for (const VfioContainer::Range& r : container_->ReservedRanges()) {
+    Trace(trace::VFIO, -1,
+          absl::StrFormat("host: vfio: reserved IOVA range 0x%x-0x%x (%s)", r.start, r.end,
+                          r.kind),
+          -1, r.start, r.end);
+  }
   for (size_t i = 0; i < config_.host->assigned.size(); ++i) {
     const MachineConfig::Assigned& a = config_.host->assigned[i];
     const std::string field = absl::StrFormat("machine.host.assigned[%d]", i);
@@ -286,9 +304,11 @@ absl::Status Machine::InitHost() {
           "%s.device: unknown physical device \"%s\" (known: edu, irqlab-testdev)", field,
           a.device));
     }
-    RETURN_IF_ERROR(host_->AddDevice(slot.physical.get(), uint16_t{a.host_bus} << 8));
+    RETURN_IF_ERROR(
+        host_->AddDevice(slot.physical.get(), uint16_t{a.host_bus} << 8, container_.get()));
     slot.vfio = std::make_unique<VfioPciDevice>(slot.physical.get(), &host_->memory(), host_.get(),
                                                 tracer_, this);
+    slot.vfio->set_container(container_.get(), config_.host->doorbell_auto_map);
     slot.vfio->set_msi_novirt(a.msi_novirt);
     ASSIGN_OR_RETURN(slot.guest,
                      AssignedPciDevice::Create(slot.vfio.get(), irq_routes_.get(), options));

@@ -297,6 +297,14 @@ absl::Status HostConfigFromSpec(const scenario::HostSpec& h, MachineConfig* mc) 
     }
     host.config.first_irte = h.first_irte();
   }
+  if (h.msi_doorbell_iova() != 0) {
+    if (h.msi_doorbell_iova() % VfioContainer::kMsiWindowSize != 0) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "machine.host.msi_doorbell_iova: 0x%x is not 1 MiB aligned", h.msi_doorbell_iova()));
+    }
+    host.msi_doorbell_iova = h.msi_doorbell_iova();
+  }
+  host.doorbell_auto_map = !h.has_doorbell_auto_map() || h.doorbell_auto_map();
   std::set<int> slots, buses;
   for (int i = 0; i < h.assigned_size(); ++i) {
     const scenario::AssignedDeviceSpec& a = h.assigned(i);

@@ -20,10 +20,11 @@ VfioPciDevice::VfioPciDevice(PciFunction* device, AddressSpace* host_memory,
   if (MsiCapability* msi = device_->msi()) {
     msi_offset_ = msi->offset();
     // The shadow starts as the device's power-on values (enable 0, address
-    // and data 0); it covers Message Control through the end of the
-    // capability.
-    msi_shadow_.resize(msi->length());
-    for (uint32_t i = 2; i < msi->length(); ++i) {
+    // and data 0); it covers Message Control through the data register. The
+    // per-vector Mask/Pending Bits (the last 8 bytes of a masking
+    // capability) are not virtualized, as in Linux (NO_VIRT).
+    msi_shadow_.resize(msi->options().per_vector_mask ? msi->length() - 8u : msi->length());
+    for (uint32_t i = 2; i < msi_shadow_.size(); ++i) {
       msi_shadow_[i] = static_cast<uint8_t>(device_->ConfigRead(msi_offset_ + i, 1));
     }
   }
@@ -110,6 +111,7 @@ void VfioPciDevice::FreeMsi() {
                        control & ~(pci::kMsiControlEnable | pci::kMsiControlMmeMask));
   host_->FreeIrqs(*msi_block_);
   msi_block_.reset();
+  if (container_ != nullptr) container_->UnmapDoorbell();
   msi_triggers_.clear();
 }
 
@@ -143,7 +145,17 @@ absl::Status VfioPciDevice::SetMsiIrqs(std::vector<std::function<void()>> trigge
   msi_block_ = *block;
   // Program the physical capability with the host message (vfio-pci via
   // pci_alloc_irq_vectors + the IR irq_domain writing remappable format).
-  const MsiMessage& m = block->message;
+  MsiMessage m = block->message;
+  if (container_ != nullptr && !container_->msi_bypass()) {
+    // The MSI write is translated like DMA: the device must target the
+    // doorbell IOVA, which vfio maps onto the interrupt window (seed 001).
+    m.address = container_->DoorbellAddress(m.address);
+    if (auto_map_doorbell_) {
+      if (absl::Status s = container_->MapDoorbell(); !s.ok()) {
+        Trace(absl::StrCat("SET_IRQS MSI: doorbell mapping failed: ", s.ToString()));
+      }
+    }
+  }
   const bool is64 = msi->options().address64;
   device_->ConfigWrite(msi_offset_ + 4, 4, static_cast<uint32_t>(m.address));
   if (is64) device_->ConfigWrite(msi_offset_ + 8, 4, static_cast<uint32_t>(m.address >> 32));

@@ -50,6 +50,7 @@
 #include "emu/msi.h"
 #include "emu/trace.h"
 #include "pci/pci_function.h"
+#include "pci/vfio_container.h"
 
 namespace irqlab {
 
@@ -124,6 +125,16 @@ class VfioPciDevice {
                                           std::function<void()> trigger);
   unsigned source_irq_count() const { return source_blocks_.size(); }
 
+  // The container (IOMMU domain) the device's writes go through. With a
+  // non-bypassing platform (seed 001) the host message's address becomes
+  // the doorbell IOVA, and SET_IRQS maps the doorbell (unless
+  // `auto_map_doorbell` is false: then the MSI faults as a DMA fault); MSI
+  // disable unmaps it. Not owned; may be null (x86 without a container).
+  void set_container(VfioContainer* container, bool auto_map_doorbell) {
+    container_ = container;
+    auto_map_doorbell_ = auto_map_doorbell;
+  }
+
   // The NOVIRT device feature: MSI address/data reads show physical values.
   void set_msi_novirt(bool on) { msi_novirt_ = on; }
   bool msi_novirt() const { return msi_novirt_; }
@@ -149,6 +160,8 @@ class VfioPciDevice {
   bool msi_novirt_ = false;
   std::optional<HostIrqBlock> msi_block_;
   bool guest_owned_ = false;
+  VfioContainer* container_ = nullptr;
+  bool auto_map_doorbell_ = true;
   std::vector<std::function<void()>> msi_triggers_;
   struct SourceIrq {
     HostIrqBlock block;
