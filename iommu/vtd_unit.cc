@@ -624,14 +624,16 @@ VtdUnit::RemapResult VtdUnit::Remap(const MsiMessage& message) {
     return result;
   }
   bool hit = false;
-  CachedIrte entry;
+  CachedIrte fetched;
+  const CachedIrte* cached = &fetched;
   if (config_.iec_capacity > 0 && index < iec_.size() && iec_[index].valid) {
-    entry = iec_[index];
+    cached = &iec_[index];  // no copy on the hot path
     hit = true;
     ++stats_.iec_hits;
-  } else if (!FetchIrte(message, index, &entry)) {
+  } else if (!FetchIrte(message, index, &fetched)) {
     return result;  // faulted
   }
+  const CachedIrte& entry = *cached;
   const vtd::Irte& irte = entry.irte;
   // 5.1.4 / 9.10 SVT: source-id verification.
   bool sid_ok = true;
