@@ -1,5 +1,6 @@
 #include "emu/cli.h"
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -8,12 +9,14 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "emu/campaign.h"
 #include "emu/machine.h"
 #include "emu/scenario.h"
 #include "firmware-stubs/builtin_kernels.h"
@@ -33,6 +36,18 @@ ABSL_FLAG(bool, quiet, false, "do not echo the guest's serial output");
 ABSL_FLAG(std::string, cpu, "",
           "CPU features, comma-separated: -x2apic / +x2apic, -tsc-deadline / "
           "+tsc-deadline (default: both advertised) (boot)");
+ABSL_FLAG(std::string, seeds, "", "seed range A..B (or one seed N) to run (campaign)");
+ABSL_FLAG(int32_t, jobs, 0, "worker processes at a time; 0 = one per CPU (campaign, test)");
+ABSL_FLAG(std::string, results, "",
+          "results file, JSON Lines, one record per run; default "
+          "<scenario>.campaign[.shard-K-of-N].jsonl (campaign)");
+ABSL_FLAG(int64_t, shards, -1,
+          "shard count for JOB_COMPLETION_INDEX (Kubernetes indexed Job); -1 = not given "
+          "(campaign)");
+ABSL_FLAG(double, worker_timeout, 60,
+          "wall-clock seconds a worker may take before it is killed and recorded as a "
+          "timeout; 0 = no limit (campaign, test)");
+ABSL_FLAG(std::string, junit, "", "write JUnit XML of the suite to this file (test)");
 
 namespace irqlab {
 namespace {
@@ -40,7 +55,7 @@ namespace {
 constexpr char kUsage[] = R"(an x86 full-system emulator of the interrupt path.
 
 Usage:
-  irqlab                         run the built-in default scenario (demo)
+  irqlab                         run the built-in default scenario (ath11k under vfio, fault 0x25)
   irqlab run FILE.textproto...   run scenario files, check their expectations
       [--trace=out.txt] [--perfetto=out.json] [--seed=N] [--quiet]
   irqlab boot KERNEL             boot a multiboot kernel (file or built-in name),
@@ -50,9 +65,30 @@ Usage:
       [--trace=...] [--max_time=T]       devices: edu, irqlab-testdev,
                                  intel-iommu[,intremap=on|off][,eim=on|off][,posted=on|off]
   irqlab kernels                 list the built-in guest kernels
+  irqlab test DIR...             run every *.textproto under DIR (recursively,
+      [--junit=out.xml]          sorted) as a regression suite: PASS/FAIL per
+      [--jobs=N]                 scenario with the failing expectations, a
+      [--worker_timeout=S]       summary, JUnit XML; one worker process each
+  irqlab campaign FILE --seeds=A..B   run the scenario once per seed in worker
+      [--jobs=N] [--results=F.jsonl]  processes (a crash, hang or timeout is
+      [--worker_timeout=S]       recorded, the campaign goes on); one JSON record
+      [--shards=N]               per run sorted by seed (seed, outcome, passed,
+                                 failed expectations, trace hash, ...), a summary
+                                 and the command replaying each failing seed
+  irqlab merge OUT IN...         merge campaign results files (shards) into OUT,
+                                 sorted by seed; print the summary
 
-Exit codes: run: 0 all expectations passed, 1 one failed; boot: the guest's
-debug-exit status (v << 1) | 1; 2 bad input; 124 virtual time limit;
+Sharding (campaign): shard k of n runs the seeds with (seed - A) % n == k. The
+first of these sets k and n:
+  GTEST_SHARD_INDEX, GTEST_TOTAL_SHARDS            (CTest, Bazel, gtest-parallel)
+  JOB_COMPLETION_INDEX with --shards=N or IRQLAB_TOTAL_SHARDS=N  (Kubernetes)
+  SLURM_ARRAY_TASK_ID, SLURM_ARRAY_TASK_COUNT      (Slurm; minus
+      SLURM_ARRAY_TASK_MIN, divided by SLURM_ARRAY_TASK_STEP when set)
+An index >= the count, half a pair or a count contradicting --shards is an error.
+
+Exit codes: run: 0 all expectations passed, 1 one failed; test, campaign,
+merge: 0 every scenario/run passed, 1 one failed (crashed, timed out); boot: the
+guest's debug-exit status (v << 1) | 1; 2 bad input; 124 virtual time limit;
 125 hang (no vCPU can run, nothing pending); 126 vCPU shutdown (triple fault).)";
 
 int ReportRun(const RunResult& r) {
@@ -93,6 +129,9 @@ int RunParsed(const absl::StatusOr<scenario::Scenario>& s, RunOptions options) {
   std::cout.flush();
   std::cout << "== scenario " << (s->name().empty() ? "(unnamed)" : s->name()) << "\n";
   report->Print(std::cout);
+  // The same hash `irqlab campaign` records, to check a replay.
+  std::cout << "trace: " << report->trace_lines.size() << " events, hash "
+            << HashHex(TraceHash(report->trace_lines)) << "\n";
   return report->passed() ? kExitOk : kExitExpectationFailed;
 }
 
@@ -237,6 +276,63 @@ int CmdKernels() {
   return kExitOk;
 }
 
+// Abseil exits with status 1 on an unknown flag or a bad flag value; irqlab's
+// contract for bad input is a one-line error and status 2. So check every
+// flag (up to "--") against the registry first. Returns "" if all are fine.
+std::string CheckFlags(const std::vector<char*>& argv) {
+  for (size_t i = 1; i < argv.size(); ++i) {
+    const std::string a = argv[i];
+    if (a == "--") break;
+    if (a.size() < 2 || a[0] != '-') continue;
+    const std::string body = a.substr(a[1] == '-' ? 2 : 1);
+    const size_t eq = body.find('=');
+    const std::string name = body.substr(0, eq);
+    // Abseil's own flags (usage and flag files), handled by ParseCommandLine.
+    static const char* const kAbseilFlags[] = {
+        "help",    "helpfull",   "helpshort", "helppackage", "helpon",  "helpmatch",
+        "version", "only_check_args", "flagfile", "fromenv", "tryfromenv", "undefok"};
+    if (std::find(std::begin(kAbseilFlags), std::end(kAbseilFlags), name) !=
+        std::end(kAbseilFlags)) {
+      continue;
+    }
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && absl::StartsWith(name, "no") && eq == std::string::npos) {
+      absl::CommandLineFlag* positive = absl::FindCommandLineFlag(name.substr(2));
+      if (positive != nullptr && positive->IsOfType<bool>()) continue;
+    }
+    if (flag == nullptr) return absl::StrCat("unknown flag --", name, "; see irqlab --help");
+    if (flag->IsOfType<bool>() && eq == std::string::npos) continue;
+    std::string value;
+    if (eq != std::string::npos) {
+      value = body.substr(eq + 1);
+    } else if (i + 1 < argv.size()) {
+      value = argv[++i];
+    } else {
+      return absl::StrCat("flag --", name, " needs a value (--", name, "=VALUE)");
+    }
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::StrCat("--", name, "=", value, ": ", error);
+    }
+  }
+  return "";
+}
+
+CampaignCommand CampaignFlags(const char* program, std::vector<std::string> args) {
+  CampaignCommand c;
+  c.program = program;
+  c.args = std::move(args);
+  c.seeds = absl::GetFlag(FLAGS_seeds);
+  c.jobs = absl::GetFlag(FLAGS_jobs);
+  c.results = absl::GetFlag(FLAGS_results);
+  if (const int64_t n = absl::GetFlag(FLAGS_shards); n != -1) {
+    c.shards = static_cast<uint64_t>(n);
+  }
+  c.worker_timeout = absl::GetFlag(FLAGS_worker_timeout);
+  c.junit = absl::GetFlag(FLAGS_junit);
+  return c;
+}
+
 }  // namespace
 
 int IrqlabMain(int argc, char** argv) {
@@ -262,6 +358,10 @@ int IrqlabMain(int argc, char** argv) {
       rest.push_back(argv[i]);
     }
   }
+  if (const std::string error = CheckFlags(rest); !error.empty()) {
+    std::cerr << "irqlab: " << error << "\n";
+    return kExitUsage;
+  }
   std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
   std::vector<std::string> args(positional.begin() + 1, positional.end());
 
@@ -274,6 +374,15 @@ int IrqlabMain(int argc, char** argv) {
   if (cmd == "run") return CmdRun(args);
   if (cmd == "boot") return CmdBoot(args, devices);
   if (cmd == "kernels") return CmdKernels();
+  if (cmd == "test") return TestMain(CampaignFlags(argv[0], args));
+  if (cmd == "campaign") {
+    if (const int64_t n = absl::GetFlag(FLAGS_shards); n < -1) {
+      std::cerr << "irqlab campaign: --shards=" << n << ": must be >= 1\n";
+      return kExitUsage;
+    }
+    return CampaignMain(CampaignFlags(argv[0], args), ProcessEnv());
+  }
+  if (cmd == "merge") return MergeMain(CampaignFlags(argv[0], args));
   if (cmd == "help") {
     std::cout << "irqlab: " << kUsage << "\n";
     return kExitOk;

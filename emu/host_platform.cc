@@ -76,6 +76,9 @@ absl::Status HostPlatform::Init() {
   bus_ = std::make_unique<ApicBus>(clock_, &host_tracer_);
   cpu_kicked_.assign(config_.cpus, false);
   for (int i = 0; i < config_.cpus; ++i) {
+    cpu_event_names_.push_back(absl::StrFormat("host cpu%d: interrupt", i));
+  }
+  for (int i = 0; i < config_.cpus; ++i) {
     LocalApicConfig c;
     c.cpu = i;
     c.apic_id = static_cast<uint32_t>(i);
@@ -98,10 +101,14 @@ absl::Status HostPlatform::Init() {
   for (uint32_t i = 0; i < config_.first_irte; ++i) irte_used_[i] = true;
   // The DMAR fault handler.
   vectors_[{0, kDmarFaultVector}] =
-      VectorOwner{[this](unsigned) { HandleDmarFault(); }, 0, "dmar_fault"};
+      VectorOwner{std::make_shared<const std::function<void(unsigned)>>(
+                      [this](unsigned) { HandleDmarFault(); }),
+                  0, "dmar_fault"};
   for (int c = 0; c < config_.cpus; ++c) {
     vectors_[{c, kPostedNotificationVector}] = VectorOwner{
-        [this, c](unsigned) { ProcessPostedInterrupts(c); }, 0, "posted-intr-notification"};
+        std::make_shared<const std::function<void(unsigned)>>(
+            [this, c](unsigned) { ProcessPostedInterrupts(c); }),
+        0, "posted-intr-notification"};
   }
   pid_ready_.assign(kMaxVcpus, false);
   EnableInterruptRemapping();
@@ -205,7 +212,7 @@ absl::StatusOr<HostIrqBlock> HostPlatform::AllocateIrqs(
   b.block.count = count;
   b.block.message = MsiMessage::Remappable(static_cast<uint16_t>(first), /*shv=*/true,
                                            /*subhandle=*/0, rid);
-  auto shared = std::make_shared<std::function<void(unsigned)>>(std::move(handler));
+  auto shared = std::make_shared<const std::function<void(unsigned)>>(std::move(handler));
   for (unsigned i = 0; i < count; ++i) {
     // Lowest free vector on the next CPU (round robin), as a simple
     // deterministic stand-in for Linux's matrix allocator.
@@ -228,7 +235,7 @@ absl::StatusOr<HostIrqBlock> HostPlatform::AllocateIrqs(
     }
     next_cpu_ = (cpu + 1) % config_.cpus;
     vectors_[{cpu, vector}] = VectorOwner{
-        [shared](unsigned sub) { (*shared)(sub); }, i,
+        shared, i,
         count == 1 ? std::string(name) : absl::StrFormat("%s:%u", name, i)};
     b.vectors.push_back({cpu, vector});
   }
@@ -352,8 +359,7 @@ void HostPlatform::ProcessPostedInterrupts(int cpu) {
 void HostPlatform::KickCpu(int cpu) {
   if (cpu_kicked_[cpu]) return;
   cpu_kicked_[cpu] = true;
-  events_->Schedule(clock_->Now(), EventPriority::kHostAction,
-                    absl::StrFormat("host cpu%d: interrupt", cpu),
+  events_->Schedule(clock_->Now(), EventPriority::kHostAction, cpu_event_names_[cpu],
                     [this, cpu] { RunCpu(cpu); });
 }
 
@@ -368,10 +374,12 @@ void HostPlatform::RunCpu(int cpu) {
       Trace(trace::HOST_IRQ, cpu, "unexpected host interrupt (no handler)", vector);
     } else {
       ++irqs_handled_;
-      Trace(trace::HOST_IRQ, cpu, absl::StrCat("irq ", it->second.name), vector);
-      // Copy: the handler may free or re-allocate vectors.
-      VectorOwner owner = it->second;
-      owner.handler(owner.sub);
+      if (host_tracer_.enabled()) {
+        Trace(trace::HOST_IRQ, cpu, absl::StrCat("irq ", it->second.name), vector);
+      }
+      // Hold the handler: it may free or re-allocate vectors.
+      const auto handler = it->second.handler;
+      (*handler)(it->second.sub);
     }
     apic.Write(AccessOrigin::Cpu(cpu), kApicEoi, 4, 0);
   }

@@ -179,7 +179,9 @@ class HostPlatform : public HostIrqAllocator {
 
   // Volatile state.
   struct VectorOwner {
-    std::function<void(unsigned)> handler;
+    // Shared so that taking a copy per interrupt (the handler may free or
+    // re-allocate vectors) costs a reference count, not an allocation.
+    std::shared_ptr<const std::function<void(unsigned)>> handler;
     unsigned sub = 0;
     std::string name;
   };
@@ -195,6 +197,7 @@ class HostPlatform : public HostIrqAllocator {
   int next_cpu_ = 0;
   uint64_t iq_tail_ = 0;
   std::vector<bool> cpu_kicked_;
+  std::vector<std::string> cpu_event_names_;  // "host cpuN: interrupt"
   uint64_t next_bar_ = kBarWindow;
   std::vector<std::string> log_;
   std::function<void(int, uint8_t)> vcpu_sink_;

@@ -13,7 +13,7 @@
 namespace irqlab {
 
 std::vector<std::string> KnownDevices() {
-  return {"edu", "intel-iommu", "irqlab-testdev", "wcn6855"};
+  return {"edu", "intel-iommu", "irqlab-nic", "irqlab-testdev", "wcn6855"};
 }
 
 absl::StatusOr<MachineConfig::Device> ParseDeviceSpec(std::string_view text) {
@@ -250,6 +250,9 @@ absl::Status Machine::InitPci() {
     } else if (d.name == "irqlab-testdev") {
       irqlab_testdev_ = std::make_unique<IrqlabTestDev>();
       RETURN_IF_ERROR(pci_host_->AddFunction(4, 0, irqlab_testdev_.get()));
+    } else if (d.name == "irqlab-nic") {
+      nic_ = std::make_unique<SriovNic>(&events_);  // seed 004, bare metal
+      RETURN_IF_ERROR(pci_host_->AddFunction(6, 0, nic_.get()));
     } else if (d.name == "wcn6855") {
       ASSIGN_OR_RETURN(wcn6855_, Wcn6855::Create(&events_, Wcn6855::Options{}));
       RETURN_IF_ERROR(pci_host_->AddFunction(5, 0, wcn6855_.get()));
@@ -259,6 +262,10 @@ absl::Status Machine::InitPci() {
   // The firmware step: BARs and INTERRUPT_LINE, as a BIOS would.
   return pci_host_->AssignResources();
 }
+
+namespace {
+constexpr uint64_t kWcnSourceOffsets[] = WCN_SOURCE_OFFSETS;
+}  // namespace
 
 absl::Status Machine::InitHost() {
   HostConfig hc = config_.host->config;
@@ -295,14 +302,25 @@ absl::Status Machine::InitHost() {
     AssignedSlot slot;
     AssignmentOptions options;
     options.fix = a.fix;
+    options.msix_policy = a.msix_policy;
     if (a.device == "edu") {
       slot.physical = std::make_unique<Edu>(&events_);
     } else if (a.device == "irqlab-testdev") {
       slot.physical = std::make_unique<IrqlabTestDev>();
+    } else if (a.device == "wcn6855") {
+      ASSIGN_OR_RETURN(slot.physical, Wcn6855::Create(&events_, Wcn6855::Options{}));
+      // What the VMM's quirk / IMS trap: the device's interrupt-source
+      // registers in its PCI window (devices/wcn6855_regs.h).
+      options.source_offsets.assign(std::begin(kWcnSourceOffsets), std::end(kWcnSourceOffsets));
+      options.window_base = WCN_WINDOW_BASE;
+      options.window_size = WCN_WINDOW_SIZE;
+    } else if (a.device == "irqlab-nic") {
+      slot.physical = std::make_unique<SriovNic>(&events_);  // seed 004
     } else {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "%s.device: unknown physical device \"%s\" (known: edu, irqlab-testdev)", field,
-          a.device));
+          "%s.device: unknown physical device \"%s\" (known: edu, irqlab-nic, irqlab-testdev, "
+          "wcn6855)",
+          field, a.device));
     }
     RETURN_IF_ERROR(
         host_->AddDevice(slot.physical.get(), uint16_t{a.host_bus} << 8, container_.get()));

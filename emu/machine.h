@@ -38,6 +38,8 @@
 #include "devices/edu.h"
 #include "devices/irqlab_testdev.h"
 #include "devices/pc_devices.h"
+#include "devices/sriov_nic.h"
+#include "devices/wcn6855.h"
 #include "iommu/dma_remap.h"
 #include "iommu/vtd_unit.h"
 #include "ioapic/ioapic.h"
@@ -45,6 +47,7 @@
 #include "pci/assigned_device.h"
 #include "pci/pci_host.h"
 #include "pci/vfio.h"
+#include "pci/vfio_container.h"
 #include "pci/root_complex.h"
 #include "emu/address_space.h"
 #include "emu/clock.h"
@@ -70,9 +73,11 @@ struct MachineConfig {
   uint8_t ioapic_version = 0x20;
   // APIC bus: honour the extended destination ID MSI convention.
   bool extended_destination_id = false;
-  // Optional devices: "edu" (00:03.0), "irqlab-testdev" (00:04.0) and
-  // "intel-iommu" (VT-d at 0xFED90000 in front of every PCI device and the
-  // IOAPIC; options intremap, eim, posted = on|off).
+  // Optional devices: "edu" (00:03.0), "irqlab-testdev" (00:04.0),
+  // "wcn6855" (00:05.0, devices/wcn6855.h), "irqlab-nic" (00:06.0,
+  // devices/sriov_nic.h) and "intel-iommu" (VT-d at
+  // 0xFED90000 in front of every PCI device and the IOAPIC; options
+  // intremap, eim, posted = on|off).
   struct Device {
     std::string name;
     std::map<std::string, std::string> options;
@@ -88,11 +93,17 @@ struct MachineConfig {
     int guest_slot = 5;        // guest 00:slot.0
     AssignmentOptions::Fix fix = AssignmentOptions::Fix::kNone;
     bool msi_novirt = false;   // vfio NOVIRT feature
+    // Seed 004: the VMM's MSI-X enable policy.
+    AssignmentOptions::MsixPolicy msix_policy = AssignmentOptions::MsixPolicy::kLazy;
     std::map<std::string, std::string> options;
   };
   struct Host {
     HostConfig config;
     std::vector<Assigned> assigned;
+    // Seed 001: non-zero = MSI writes are translated (ARM/SMMU-like) and
+    // this is the doorbell IOVA range; see VfioContainer.
+    uint64_t msi_doorbell_iova = 0;
+    bool doorbell_auto_map = true;
   };
   std::optional<Host> host;
 
@@ -154,10 +165,18 @@ class Machine : public VcpuHost, public Clock {
   // Optional devices (nullptr unless configured).
   Edu* edu() { return edu_.get(); }
   IrqlabTestDev* testdev() { return irqlab_testdev_.get(); }
+  SriovNic* nic() { return nic_.get(); }  // "irqlab-nic" (00:06.0)
+  Wcn6855* wcn6855() { return wcn6855_.get(); }
   VtdUnit* iommu() { return vtd_.get(); }
+  // Where device MSIs enter the guest platform: the VT-d unit if present,
+  // else the APIC bus.
+  MsiSink* msi_entry() {
+    return vtd_ != nullptr ? static_cast<MsiSink*>(vtd_.get()) : apic_bus_.get();
+  }
   // Device assignment (nullptr / empty without MachineConfig::host).
   HostPlatform* host() { return host_.get(); }
   IrqRouteTable* irq_routes() { return irq_routes_.get(); }
+  VfioContainer* vfio_container() { return container_.get(); }
   AssignedPciDevice* assigned(int i) { return assigned_[i].guest.get(); }
   PciFunction* physical_device(int i) { return assigned_[i].physical.get(); }
   VfioPciDevice* vfio(int i) { return assigned_[i].vfio.get(); }
@@ -219,12 +238,15 @@ class Machine : public VcpuHost, public Clock {
   // address spaces and the host so they go first.
   std::unique_ptr<Edu> edu_;
   std::unique_ptr<IrqlabTestDev> irqlab_testdev_;
+  std::unique_ptr<SriovNic> nic_;
+  std::unique_ptr<Wcn6855> wcn6855_;
   // Device assignment: the host, the routing table, and per assigned device
   // the physical function (on the host), vfio, and the guest function
   // (destroyed in reverse order: guest function, vfio, physical, then the
   // routes and the host).
   std::unique_ptr<HostPlatform> host_;
   std::unique_ptr<IrqRouteTable> irq_routes_;
+  std::unique_ptr<VfioContainer> container_;
   struct AssignedSlot {
     std::unique_ptr<PciFunction> physical;
     std::unique_ptr<VfioPciDevice> vfio;

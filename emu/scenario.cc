@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "emu/fault_injection.h"
 #include "emu/status_macros.h"
 #include "firmware-stubs/builtin_kernels.h"
 #include "google/protobuf/io/tokenizer.h"
@@ -343,6 +344,14 @@ absl::Status HostConfigFromSpec(const scenario::HostSpec& h, MachineConfig* mc) 
       default: out.fix = AssignmentOptions::Fix::kNone; break;
     }
     out.msi_novirt = a.msi_novirt();
+    switch (a.msix_policy()) {
+      case scenario::DATA_HINT: out.msix_policy = AssignmentOptions::MsixPolicy::kDataHint; break;
+      case scenario::SINGLE_VECTOR:
+        out.msix_policy = AssignmentOptions::MsixPolicy::kSingleVector;
+        break;
+      case scenario::ALL_VECTORS: out.msix_policy = AssignmentOptions::MsixPolicy::kAllVectors; break;
+      default: out.msix_policy = AssignmentOptions::MsixPolicy::kLazy; break;
+    }
     out.options.insert(a.options().begin(), a.options().end());
     host.assigned.push_back(std::move(out));
   }
@@ -466,6 +475,11 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
   tracer.Emit(0, trace::MACHINE, -1,
               absl::StrFormat("scenario \"%s\" seed %d", s.name(), seed));
   ScheduleActions(s, machine.get());
+  std::unique_ptr<FaultInjector> faults;
+  if (s.faults_size() > 0) {
+    ASSIGN_OR_RETURN(faults, FaultInjector::Create(s.faults(), seed, machine.get()));
+    if (faults->has_trace_triggers()) tracer.AddSink(faults.get());
+  }
   const uint64_t max_time = s.limits().max_time() != 0 ? s.limits().max_time() : kDefaultMaxTime;
 
   ScenarioReport report;

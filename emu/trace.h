@@ -76,8 +76,12 @@ class Tracer {
   void Emit(uint64_t time, Stage stage, int cpu, std::string_view detail,
             int vector = -1, uint64_t address = 0, uint64_t data = 0,
             uint32_t requester_id = 0);
+  // Finishes every sink and detaches them: events emitted afterwards (e.g.
+  // while the machine is torn down) go nowhere, so finished outputs stay
+  // well-formed and sinks may be destroyed.
   void Finish() {
     for (TraceSink* s : sinks_) s->Finish();
+    sinks_.clear();
   }
 
  private:

@@ -709,7 +709,7 @@ bool VtdUnit::FetchIrte(const MsiMessage& message, uint32_t index,
   ++stats_.iec_misses;
   const uint64_t base = irta_latched_.base();
   const uint64_t addr = base + uint64_t{index} * 16;
-  if (addr < base || !ram_->Contains(addr, 16)) {
+  if (addr < base || !ram_->Contains(addr, 16) || Unreadable(addr, 16)) {
     // 0x23: the fetch of the IRTE failed (table outside memory).
     InterruptFault(message, fault::kIrTableAccess,
                    static_cast<uint16_t>(index), false);
@@ -795,7 +795,8 @@ void VtdUnit::Post(const MsiMessage& message, const CachedIrte& entry,
   // notification event when ON goes 0->1 and (URG=1 or SN=0).
   const vtd::Irte& irte = entry.irte;
   const uint64_t pda = irte.pda();
-  if (!ram_->Contains(pda, vtd::PostedDescriptor::kSize)) {
+  if (!ram_->Contains(pda, vtd::PostedDescriptor::kSize) ||
+      Unreadable(pda, vtd::PostedDescriptor::kSize)) {
     InterruptFault(message, fault::kIrPostedDescriptorAccess,
                    static_cast<uint16_t>(index), irte.fpd());
     return;
@@ -1093,6 +1094,17 @@ bool VtdUnit::ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
       const bool index_selective = qw[0] & Bit(4);
       const uint8_t im = Field(qw[0], 31, 27);
       const uint16_t iidx = Field(qw[0], 47, 32);
+      if (fault_skip_iec_ > 0) {
+        // Fault injection: the descriptor completes but invalidates nothing.
+        --fault_skip_iec_;
+        Trace(trace::FAULT_INJECT,
+              absl::StrFormat("IEC invalidation skipped (injected): %s",
+                              index_selective
+                                  ? absl::StrFormat("index 0x%x mask %u", iidx, im)
+                                  : std::string("global")),
+              -1, index_selective ? iidx : 0, im);
+        return done("IEC invalidation skipped (injected)");
+      }
       size_t n;
       std::string what;
       if (index_selective) {

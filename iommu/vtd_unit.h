@@ -263,6 +263,17 @@ class VtdUnit : public IoHandler, public MsiSink {
     guest_owned_.erase(requester_id);
   }
 
+  // Fault injection. The next `n` IEC invalidation descriptors complete
+  // without invalidating anything (traced as FAULT_INJECT).
+  void SkipIecInvalidations(uint32_t n) { fault_skip_iec_ += n; }
+  // Guest memory [base, base+size) becomes unreadable for the unit's
+  // interrupt-remapping reads (IRTEs -> fault 0x23, posted descriptors ->
+  // 0x27), as if the memory holding the tables had failed.
+  void SetUnreadable(uint64_t base, uint64_t size) {
+    unreadable_base_ = base;
+    unreadable_size_ = size;
+  }
+
   // Called after every interrupt entry cache invalidation (6.5.2.7) with
   // the invalidated range: all entries (`global`) or the 2^`mask` entries
   // whose index matches `index` above bit `mask` — so a hypervisor can drop
@@ -391,6 +402,13 @@ class VtdUnit : public IoHandler, public MsiSink {
   Tracer* const tracer_;
   VtdDmaHooks hooks_;
   IecListener iec_listener_;
+  // Fault injection state.
+  uint32_t fault_skip_iec_ = 0;
+  uint64_t unreadable_base_ = 0, unreadable_size_ = 0;
+  bool Unreadable(uint64_t addr, uint64_t len) const {
+    return unreadable_size_ != 0 && addr < unreadable_base_ + unreadable_size_ &&
+           addr + len > unreadable_base_;
+  }
   std::map<uint16_t, uint32_t> guest_owned_;  // requester id -> IRTE base
 
   // --- volatile state: registers ---

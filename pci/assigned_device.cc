@@ -1,9 +1,11 @@
 #include "pci/assigned_device.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "emu/status_macros.h"
 #include "pci/pci_regs.h"
 
@@ -58,21 +60,44 @@ bool IrqRouteTable::cached(int gsi) const {
 }
 
 void IrqRouteTable::Fire(int gsi) {
+  if (fault_drop_ > 0 || fault_duplicate_ > 0) [[unlikely]] {
+    if (fault_drop_ > 0) {
+      --fault_drop_;
+      ++stats_.dropped_by_fault;
+      if (tracer_ != nullptr && tracer_->enabled()) {
+        tracer_->Emit(clock_->Now(), trace::FAULT_INJECT, -1,
+                      absl::StrFormat("vmm: gsi %d: routed interrupt dropped (injected)", gsi));
+      }
+      return;
+    }
+    --fault_duplicate_;
+    ++stats_.duplicated_by_fault;
+    if (tracer_ != nullptr && tracer_->enabled()) {
+      tracer_->Emit(clock_->Now(), trace::FAULT_INJECT, -1,
+                    absl::StrFormat("vmm: gsi %d: routed interrupt delivered twice (injected)", gsi));
+    }
+    Fire(gsi);  // once more below
+  }
   auto it = routes_.find(gsi);
   if (it == routes_.end()) return;
   Route& r = it->second;
+  // Trace details are built only when tracing (a formatted std::string per
+  // interrupt would cost more than the whole fast path).
+  const bool tracing = tracer_ != nullptr && tracer_->enabled();
   if (viommu_ == nullptr) {
     // KVM MSI route: the guest message is delivered as is.
     ++stats_.fast;
-    Trace(r, gsi, "fast path", r.message.Vector(), r.message.address, r.message.data);
+    if (tracing) Trace(r, gsi, "fast path", r.message.Vector(), r.message.address, r.message.data);
     apic_bus_->Signal(r.message);
     return;
   }
   if (r.cached) {
     ++stats_.fast;
     const VtdUnit::RemapResult& t = r.translation;
-    Trace(r, gsi, absl::StrFormat("fast path (cached guest IRTE 0x%x)", t.index),
-          t.message.Vector(), t.message.address, t.message.data);
+    if (tracing) {
+      Trace(r, gsi, absl::StrFormat("fast path (cached guest IRTE 0x%x)", t.index),
+            t.message.Vector(), t.message.address, t.message.data);
+    }
     if (t.wide) {
       apic_bus_->SignalX2Apic(t.message, t.destination);
     } else {
@@ -89,23 +114,25 @@ void IrqRouteTable::Fire(int gsi) {
       r.translation = t;
       r.cached = true;
       r.cookie = by_cookie_.emplace(t.index, gsi);
-      Trace(r, gsi,
-            absl::StrFormat("slow path: translated by guest IRTE 0x%x, route re-installed",
-                            t.index),
-            t.message.Vector(), t.message.address, t.message.data);
+      if (tracing) {
+        Trace(r, gsi,
+              absl::StrFormat("slow path: translated by guest IRTE 0x%x, route re-installed",
+                              t.index),
+              t.message.Vector(), t.message.address, t.message.data);
+      }
       viommu_->DeliverRemapped(t);
       break;
     case VtdUnit::RemapResult::kPassThrough:
-      Trace(r, gsi, "slow path: passed through by the guest vIOMMU (not cached)",
+      if (tracing) Trace(r, gsi, "slow path: passed through by the guest vIOMMU (not cached)",
             t.message.Vector(), t.message.address, t.message.data);
       viommu_->DeliverRemapped(t);
       break;
     case VtdUnit::RemapResult::kPosted:
-      Trace(r, gsi, "slow path: posted by the guest vIOMMU");
+      if (tracing) Trace(r, gsi, "slow path: posted by the guest vIOMMU");
       break;
     case VtdUnit::RemapResult::kFaulted:
       ++stats_.faulted;
-      Trace(r, gsi, "slow path: blocked by the guest vIOMMU (fault raised)", -1,
+      if (tracing) Trace(r, gsi, "slow path: blocked by the guest vIOMMU (fault raised)", -1,
             r.message.address, r.message.data);
       break;
   }
@@ -189,7 +216,10 @@ AssignedPciDevice::AssignedPciDevice(VfioPciDevice* vfio, IrqRouteTable* routes,
       options_(options),
       sources_(options.source_offsets.size()) {}
 
-AssignedPciDevice::~AssignedPciDevice() { DisableMsi(); }
+AssignedPciDevice::~AssignedPciDevice() {
+  DisableMsix();
+  DisableMsi();
+}
 
 absl::Status AssignedPciDevice::Init() {
   PciFunction& phys = vfio_->device();
@@ -203,6 +233,13 @@ absl::Status AssignedPciDevice::Init() {
   }
   if (MsiCapability* msi = phys.msi()) {
     RETURN_IF_ERROR(AddMsiCapability(msi->options(), msi->offset()).status());
+  }
+  if (MsixCapability* x = phys.msix()) {
+    // Seed 004: emulated, same size and table/PBA places (header comment).
+    absl::StatusOr<MsixCapability*> gx = AddMsixCapability(x->options(), x->offset());
+    if (!gx.ok()) return gx.status();
+    (*gx)->set_table_write_hook([this](unsigned index) { OnMsixTableWrite(index); });
+    (*gx)->set_delivery_hook([this](unsigned index) { return DeliverMsix(index); });
   }
   return absl::OkStatus();
 }
@@ -224,6 +261,9 @@ void AssignedPciDevice::OnConfigWrite(uint32_t offset, unsigned size) {
       vfio_->ConfigWrite(offset + i, 1, ConfigRead(offset + i, 1));
     }
     UpdateMsi();
+  }
+  if (MsixCapability* x = msix(); x != nullptr && x->Overlaps(offset, size)) {
+    UpdateMsix();
   }
 }
 
@@ -277,6 +317,126 @@ void AssignedPciDevice::DisableMsi() {
   msi_gsis_.clear();
   msi_on_ = false;
   msi_count_ = 0;
+}
+
+// ---------------------------------------------------------------------------
+// AssignedPciDevice: MSI-X (seed 004)
+// ---------------------------------------------------------------------------
+
+const char* MsixPolicyName(AssignmentOptions::MsixPolicy policy) {
+  switch (policy) {
+    case AssignmentOptions::MsixPolicy::kLazy: return "lazy";
+    case AssignmentOptions::MsixPolicy::kDataHint: return "data-hint";
+    case AssignmentOptions::MsixPolicy::kSingleVector: return "single-vector";
+    case AssignmentOptions::MsixPolicy::kAllVectors: return "all-vectors";
+  }
+  return "?";
+}
+
+void AssignedPciDevice::UpdateMsix() {
+  MsixCapability* x = msix();
+  const bool on = x->enabled();
+  const bool fmask = x->function_masked();
+  const bool was_on = msix_on_;
+  const bool was_fmask = msix_function_masked_;
+  msix_on_ = on;
+  msix_function_masked_ = fmask;
+  if (!on) {
+    if (was_on) {
+      DisableMsix();
+      TraceVmm(absl::StrFormat("MSI-X disabled by the guest: host vectors freed"));
+    }
+    return;
+  }
+  if (was_on && fmask == was_fmask) return;  // no enable event
+  using Policy = AssignmentOptions::MsixPolicy;
+  std::vector<unsigned> want;
+  for (unsigned i = 0; i < x->vectors(); ++i) {
+    bool take = msix_gsis_.count(i) != 0 || (!fmask && !x->vector_masked(i));
+    switch (options_.msix_policy) {
+      case Policy::kLazy: break;
+      case Policy::kDataHint: take = take || x->MessageFor(i).data != 0; break;
+      case Policy::kSingleVector: take = take || i == 0; break;
+      case Policy::kAllVectors: take = true; break;
+    }
+    if (take) want.push_back(i);
+  }
+  const std::string event =
+      !was_on ? absl::StrFormat("guest enabled MSI-X%s", fmask ? " (function masked)" : "")
+              : absl::StrFormat("guest %s the function mask", fmask ? "set" : "cleared");
+  if (want.empty()) {
+    TraceVmm(absl::StrFormat("MSI-X policy %s: %s with every vector masked: physical MSI-X "
+                             "stays disabled",
+                             MsixPolicyName(options_.msix_policy), event));
+    return;
+  }
+  ApplyMsix(want, event);
+}
+
+void AssignedPciDevice::OnMsixTableWrite(unsigned index) {
+  MsixCapability* x = msix();
+  auto it = msix_gsis_.find(index);
+  if (it != msix_gsis_.end()) routes_->UpdateRoute(it->second, x->MessageFor(index));
+  if (it != msix_gsis_.end() || !msix_on_ || x->function_masked() ||
+      x->vector_masked(index)) {
+    return;
+  }
+  // The guest unmasked an entry without a host vector: give it one now.
+  std::vector<unsigned> want;
+  for (const auto& [i, gsi] : msix_gsis_) want.push_back(i);
+  want.push_back(index);
+  std::sort(want.begin(), want.end());
+  ApplyMsix(want, absl::StrFormat("guest unmasked entry %u", index));
+}
+
+void AssignedPciDevice::ApplyMsix(const std::vector<unsigned>& want, const std::string& why) {
+  MsixCapability* x = msix();
+  if (want.size() == msix_gsis_.size() &&
+      std::all_of(want.begin(), want.end(), [this](unsigned i) { return msix_gsis_.count(i); })) {
+    return;  // nothing changes (e.g. the function mask cleared after enable)
+  }
+  std::map<unsigned, std::function<void()>> vectors;
+  for (unsigned i : want) {
+    if (!msix_gsis_.count(i)) {
+      msix_gsis_[i] = routes_->AddRoute(x->MessageFor(i), absl::StrFormat("%s msix %u", name(), i));
+    }
+    vectors[i] = [this, i] { OnHostMsix(i); };
+  }
+  for (auto it = msix_gsis_.begin(); it != msix_gsis_.end();) {
+    if (vectors.count(it->first)) {
+      ++it;
+    } else {
+      routes_->RemoveRoute(it->second);
+      it = msix_gsis_.erase(it);
+    }
+  }
+  std::vector<std::string> list;
+  for (unsigned i : want) list.push_back(absl::StrCat(i));
+  TraceVmm(absl::StrFormat("MSI-X policy %s: %s: host vectors for entries %s",
+                           MsixPolicyName(options_.msix_policy), why,
+                           absl::StrJoin(list, ",")));
+  const absl::Status s = vfio_->SetMsixIrqs(std::move(vectors));
+  if (!s.ok()) TraceVmm(absl::StrCat("MSI-X SET_IRQS failed: ", s.ToString()));
+}
+
+void AssignedPciDevice::OnHostMsix(unsigned index) {
+  // Masking is the VMM's (header comment): a masked entry latches its PBA
+  // bit; an unmasked one is delivered through its route (DeliverMsix).
+  if (msix()->Signal(index) == SignalResult::kPending) ++msix_masked_host_irqs_;
+}
+
+SignalResult AssignedPciDevice::DeliverMsix(unsigned index) {
+  auto it = msix_gsis_.find(index);
+  if (it == msix_gsis_.end()) return SignalResult::kBlocked;  // no host vector, no route
+  routes_->Fire(it->second);
+  return SignalResult::kSent;
+}
+
+void AssignedPciDevice::DisableMsix() {
+  if (msix_gsis_.empty()) return;
+  (void)vfio_->SetMsixIrqs({});
+  for (const auto& [i, gsi] : msix_gsis_) routes_->RemoveRoute(gsi);
+  msix_gsis_.clear();
 }
 
 int AssignedPciDevice::SourceAt(uint64_t offset) const {

@@ -43,8 +43,10 @@
 //                 (requester id, vector) and posts it to the vCPU whose APIC
 //                 id the message names — no routing table involved.
 //
-// Not modelled: MSI-X, INTx, ROM, I/O BARs, config-space quirks beyond the
-// MSI capability, migration.
+// MSI-X (seed 004): see "MSI-X" below AssignmentOptions.
+//
+// Not modelled: INTx, ROM, I/O BARs, config-space quirks beyond the
+// MSI/MSI-X capabilities, migration.
 #ifndef IRQLAB_PCI_ASSIGNED_DEVICE_H_
 #define IRQLAB_PCI_ASSIGNED_DEVICE_H_
 
@@ -70,6 +72,8 @@ struct IrqRouteStats {
   uint64_t slow = 0;         // translated at delivery time
   uint64_t faulted = 0;      // slow path: the vIOMMU blocked it
   uint64_t invalidated = 0;  // cached translations dropped by invalidations
+  uint64_t dropped_by_fault = 0;     // fault injection (InjectDrop)
+  uint64_t duplicated_by_fault = 0;  // fault injection (InjectDuplicate)
 };
 
 class IrqRouteTable {
@@ -91,6 +95,11 @@ class IrqRouteTable {
   // Drops cached translations whose cookie (guest IRTE index) is in the
   // invalidated range; O(k) in the routes dropped.
   void Invalidate(bool global, uint32_t index, uint8_t mask);
+
+  // Fault injection: the next `n` Fire() calls deliver nothing / deliver
+  // twice (traced as FAULT_INJECT).
+  void InjectDrop(uint32_t n) { fault_drop_ += n; }
+  void InjectDuplicate(uint32_t n) { fault_duplicate_ += n; }
 
   const IrqRouteStats& stats() const { return stats_; }
   size_t size() const { return routes_.size(); }
@@ -116,6 +125,8 @@ class IrqRouteTable {
   std::multimap<uint32_t, int> by_cookie_;  // guest IRTE index -> gsi
   int next_gsi_ = 32;
   IrqRouteStats stats_;
+  uint32_t fault_drop_ = 0;
+  uint32_t fault_duplicate_ = 0;
 };
 
 struct AssignmentOptions {
@@ -127,7 +138,55 @@ struct AssignmentOptions {
   // BAR0 range the quirk watches (the device's "PCI window").
   uint64_t window_base = 0;
   uint64_t window_size = 0;
+
+  // Seed 004: when the VMM enables MSI-X on the physical function, and for
+  // which table entries (see "MSI-X" below).
+  enum class MsixPolicy { kLazy, kDataHint, kSingleVector, kAllVectors };
+  MsixPolicy msix_policy = MsixPolicy::kLazy;
 };
+
+// "lazy", "data-hint", "single-vector", "all-vectors".
+const char* MsixPolicyName(AssignmentOptions::MsixPolicy policy);
+
+// MSI-X (seed 004). When the physical function has MSI-X, the guest-visible
+// function gets an emulated MSI-X capability of the same size at the same
+// config offset, with its table and PBA at the same BAR/offsets. Those BAR
+// ranges are the VMM's (PciFunction sends them to the emulated capability),
+// not passed through — so vfio's MSIX_MAPPABLE (letting the guest mmap the
+// table page, seed 002) is not needed here; the rest of the BAR still is.
+// Guest MSI-X Message Control writes never reach the physical function:
+// its MSI-X state follows from SET_IRQS(MSIX) (VfioPciDevice::SetMsixIrqs).
+//
+// Which entries get a host vector (the set only grows while the guest keeps
+// MSI-X enabled, as in QEMU; the guest disabling MSI-X frees them all):
+//   * always: every entry the guest unmasks while MSI-X is enabled and not
+//     function-masked (QEMU's vector_use on unmask), at that moment;
+//   * in addition, at a guest "enable event" — a Message Control write that
+//     sets Enable, or changes Function Mask while enabled (what qemu-kvm's
+//     pci-assign re-evaluated on) — by policy:
+//       kLazy          nothing: the physical function has MSI-X enabled
+//                      only once some vector is unmasked. A device whose
+//                      PF/firmware channel depends on the host MSI-X state
+//                      breaks while the guest driver probes with every
+//                      vector masked (the bug of seed 004);
+//       kDataHint      entries whose Message Data is non-zero (qemu-kvm's
+//                      assigned_dev_msix_skipped(), the 2012 stable fix):
+//                      works for Linux, which fills the table before it
+//                      enables, not for a guest that enables MSI-X with an
+//                      empty table and fills it later (FreeBSD): nothing has
+//                      data yet, so it degrades to lazy;
+//       kSingleVector  entry 0, even while everything is masked (QEMU's
+//                      vfio_msix_enable today): MSI-X is on at the host as
+//                      soon as the guest turns it on, with one host vector;
+//       kAllVectors    every table entry (costs one host vector and IRTE
+//                      per entry whether the guest uses it or not).
+// Each entry with a host vector has a route (IrqRouteTable) to the guest
+// message of that entry, updated whenever the guest rewrites the entry's
+// address or data. The VMM emulates masking with cloud-hypervisor's
+// pci/src/msix.rs semantics (MsixCapability): a host interrupt for an entry
+// the guest masked (vector or function mask) sets the guest PBA bit; the
+// unmask delivers it through the route with the entry's current message.
+// The physical entries stay unmasked while they have a host vector.
 
 class AssignedPciDevice : public PciFunction {
  public:
@@ -139,6 +198,11 @@ class AssignedPciDevice : public PciFunction {
 
   uint64_t quirk_rewrites() const { return quirk_rewrites_; }
   unsigned routes_installed() const { return static_cast<unsigned>(msi_gsis_.size()); }
+  // MSI-X (seed 004): guest entries with a host vector (and a route), and
+  // host interrupts that found their guest entry masked (PBA bit set).
+  unsigned msix_host_vectors() const { return static_cast<unsigned>(msix_gsis_.size()); }
+  uint64_t msix_masked_host_irqs() const { return msix_masked_host_irqs_; }
+  AssignmentOptions::MsixPolicy msix_policy() const { return options_.msix_policy; }
 
  protected:
   void OnConfigWrite(uint32_t offset, unsigned size) override;
@@ -150,6 +214,14 @@ class AssignedPciDevice : public PciFunction {
   absl::Status Init();
   void UpdateMsi();
   void DisableMsi();
+  // MSI-X (seed 004).
+  void UpdateMsix();                       // after a Message Control write
+  void OnMsixTableWrite(unsigned index);   // after a guest table write
+  void OnHostMsix(unsigned index);         // host interrupt of an entry
+  SignalResult DeliverMsix(unsigned index);  // through the entry's route
+  // Gives exactly the entries in `want` a host vector (SET_IRQS MSIX).
+  void ApplyMsix(const std::vector<unsigned>& want, const std::string& why);
+  void DisableMsix();
   // BAR0 write as the VMM handles it (fix-specific traps).
   void BarWrite(int bar, uint64_t offset, unsigned size, uint64_t value);
   uint64_t BarRead(int bar, uint64_t offset, unsigned size);
@@ -176,6 +248,13 @@ class AssignedPciDevice : public PciFunction {
     int gsi = -1;
   };
   std::vector<Source> sources_;
+
+  // MSI-X (seed 004): guest state as last seen, and entry -> route gsi of
+  // the entries with a host vector.
+  bool msix_on_ = false;
+  bool msix_function_masked_ = false;
+  std::map<unsigned, int> msix_gsis_;
+  uint64_t msix_masked_host_irqs_ = 0;
 };
 
 }  // namespace irqlab

@@ -73,7 +73,12 @@ SignalResult MsixCapability::Signal(unsigned index) {
     }
     return SignalResult::kPending;
   }
-  return function_->DeliverMessage(MessageFor(index), "MSI-X");
+  return Send(index, "MSI-X");
+}
+
+SignalResult MsixCapability::Send(unsigned index, const char* what) {
+  if (delivery_hook_) return delivery_hook_(index);
+  return function_->DeliverMessage(MessageFor(index), what);
 }
 
 void MsixCapability::ClearPending(unsigned index) { SetPending(index, false); }
@@ -82,7 +87,7 @@ void MsixCapability::DeliverAndClear(unsigned index) {
   // cloud-hypervisor inject_msix_and_clear_pba(): send with the entry's
   // current address/data, then clear the PBA bit (6.8.2.10).
   SetPending(index, false);
-  function_->DeliverMessage(MessageFor(index), "MSI-X (pending, unmasked)");
+  Send(index, "MSI-X (pending, unmasked)");
 }
 
 void MsixCapability::AfterConfigWrite() {
@@ -178,8 +183,16 @@ void MsixCapability::Write(int bar, uint64_t offset, unsigned size,
   if ((size != 4 && size != 8) || offset % size != 0) return;  // undefined
   if (!InTable(bar, offset)) return;  // PBA is read-only (6.8.2.10)
   const uint64_t t = offset - options_.table_offset;
+  const unsigned index = static_cast<unsigned>(t / pci::kMsixEntrySize);
+  // The hook runs after each DWORD, so a QWORD write of data + Vector
+  // Control updates the VMM's route before the unmask releases a pending
+  // message through it.
   WriteTableDword(t, static_cast<uint32_t>(value));
-  if (size == 8) WriteTableDword(t + 4, static_cast<uint32_t>(value >> 32));
+  if (table_write_hook_) table_write_hook_(index);
+  if (size == 8) {
+    WriteTableDword(t + 4, static_cast<uint32_t>(value >> 32));
+    if (table_write_hook_) table_write_hook_(index);
+  }
 }
 
 }  // namespace irqlab

@@ -46,6 +46,8 @@
 #define IRQLAB_PCI_MSIX_CAPABILITY_H_
 
 #include <cstdint>
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include "emu/msi.h"
@@ -99,6 +101,22 @@ class MsixCapability : public PciCapability {
   MsiMessage MessageFor(unsigned index) const;
   const Options& options() const { return options_; }
 
+  // --- VMM hooks (pci/assigned_device.h: an emulated capability whose
+  // vectors are backed by a physical device through vfio). ---
+  // Runs after every table DWORD written to entry `index` (address, data or
+  // Vector Control; a QWORD write runs it twice), after that DWORD's own
+  // side effects (a pending entry unmasked has already been sent).
+  void set_table_write_hook(std::function<void(unsigned index)> hook) {
+    table_write_hook_ = std::move(hook);
+  }
+  // Replaces the upstream write of entry `index`'s message — Signal() of an
+  // unmasked entry and pending entries released by an unmask — with
+  // `hook(index)` (e.g. the VMM's interrupt route); the masking and PBA
+  // rules above are unchanged.
+  void set_delivery_hook(std::function<SignalResult(unsigned index)> hook) {
+    delivery_hook_ = std::move(hook);
+  }
+
   void AfterConfigWrite() override;
 
  private:
@@ -116,6 +134,8 @@ class MsixCapability : public PciCapability {
   void SetPending(unsigned index, bool pending);
   // Sends `index` now and clears its PBA bit.
   void DeliverAndClear(unsigned index);
+  // The upstream write of entry `index` (or the delivery hook).
+  SignalResult Send(unsigned index, const char* what);
 
   PciFunction* const function_;
   const Options options_;
@@ -123,6 +143,8 @@ class MsixCapability : public PciCapability {
   std::vector<uint64_t> pba_;
   bool last_enabled_ = false;
   bool last_function_masked_ = false;
+  std::function<void(unsigned)> table_write_hook_;
+  std::function<SignalResult(unsigned)> delivery_hook_;
 };
 
 }  // namespace irqlab

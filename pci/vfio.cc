@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "emu/status_macros.h"
 #include "pci/pci_regs.h"
 
@@ -31,6 +32,7 @@ VfioPciDevice::VfioPciDevice(PciFunction* device, AddressSpace* host_memory,
 }
 
 VfioPciDevice::~VfioPciDevice() {
+  FreeMsix();
   FreeMsi();
   for (auto& [source, irq] : source_blocks_) host_->FreeIrqs(irq.block);
 }
@@ -243,6 +245,141 @@ absl::StatusOr<MsiMessage> VfioPciDevice::SetSourceIrq(unsigned source,
                         block->message.ToString(), block->first_index),
         block->message.address, block->message.data);
   return block->message;
+}
+
+// ---------------------------------------------------------------------------
+// MSI-X (seed 004)
+// ---------------------------------------------------------------------------
+
+void VfioPciDevice::WriteMsixEntry(unsigned index, uint32_t field, uint32_t value) {
+  MsixCapability* x = device_->msix();
+  const std::optional<uint64_t> base = device_->BarMappedAt(x->options().table_bar);
+  if (!base) return;
+  host_memory_->Write(AccessOrigin::Cpu(0),
+                      *base + x->options().table_offset +
+                          uint64_t{index} * pci::kMsixEntrySize + field,
+                      4, value);
+}
+
+void VfioPciDevice::FreeMsix() {
+  MsixCapability* x = device_->msix();
+  if (x == nullptr || (msix_irqs_.empty() && !x->enabled())) return;
+  // pci_disable_msix: every entry masked, Enable cleared, then the host
+  // interrupts are released.
+  for (unsigned i = 0; i < x->vectors(); ++i) {
+    WriteMsixEntry(i, pci::kMsixEntryVectorControl, pci::kMsixVectorControlMask);
+  }
+  const uint16_t control = device_->config().Get16(x->offset() + pci::kMsixControl);
+  device_->ConfigWrite(x->offset() + pci::kMsixControl, 2,
+                       control & ~(pci::kMsixControlEnable | pci::kMsixControlFunctionMask));
+  for (auto& [index, irq] : msix_irqs_) host_->FreeIrqs(irq.block);
+  msix_irqs_.clear();
+  if (container_ != nullptr && !container_->msi_bypass()) container_->UnmapDoorbell();
+}
+
+absl::Status VfioPciDevice::SetMsixIrqs(std::map<unsigned, std::function<void()>> vectors) {
+  MsixCapability* x = device_->msix();
+  if (x == nullptr) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "vfio %s: SET_IRQS(MSIX): the device has no MSI-X capability", device_->name()));
+  }
+  for (const auto& [index, trigger] : vectors) {
+    if (index >= x->vectors()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "vfio %s: SET_IRQS(MSIX): vector %u beyond the table (%u entries)", device_->name(),
+          index, x->vectors()));
+    }
+  }
+  if (vectors.empty()) {
+    FreeMsix();
+    Trace("SET_IRQS MSIX count 0: MSI-X disabled, host interrupts freed: host vectors 0");
+    return absl::OkStatus();
+  }
+  if (!device_->BarMappedAt(x->options().table_bar)) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "vfio %s: SET_IRQS(MSIX): the MSI-X table BAR%d is not mapped on the host",
+        device_->name(), x->options().table_bar));
+  }
+  const uint16_t cap = x->offset();
+  const bool was_enabled = x->enabled();
+  if (!was_enabled) {
+    // msix_capability_init: enable with every vector function-masked while
+    // the entries are programmed.
+    const uint16_t control = device_->config().Get16(cap + pci::kMsixControl);
+    device_->ConfigWrite(cap + pci::kMsixControl, 2,
+                         control | pci::kMsixControlEnable | pci::kMsixControlFunctionMask);
+  }
+  // Entries that lose their host interrupt: masked, then freed.
+  unsigned freed = 0;
+  for (auto it = msix_irqs_.begin(); it != msix_irqs_.end();) {
+    if (vectors.count(it->first)) {
+      ++it;
+      continue;
+    }
+    WriteMsixEntry(it->first, pci::kMsixEntryVectorControl, pci::kMsixVectorControlMask);
+    host_->FreeIrqs(it->second.block);
+    it = msix_irqs_.erase(it);
+    ++freed;
+  }
+  unsigned added = 0;
+  absl::Status status = absl::OkStatus();
+  for (auto& [index, trigger] : vectors) {
+    auto have = msix_irqs_.find(index);
+    if (have != msix_irqs_.end()) {
+      have->second.trigger = std::move(trigger);
+      continue;
+    }
+    absl::StatusOr<HostIrqBlock> block = host_->AllocateIrqs(
+        device_->requester_id(), 1, absl::StrFormat("%s-msix%u", device_->name(), index),
+        [this, i = index](unsigned) {
+          auto it = msix_irqs_.find(i);
+          if (it != msix_irqs_.end() && it->second.trigger) it->second.trigger();
+        });
+    if (!block.ok()) {
+      status = block.status();
+      break;
+    }
+    MsixIrq& irq = msix_irqs_[index];
+    irq.block = *block;
+    irq.trigger = std::move(trigger);
+    ++added;
+    ++msix_irqs_allocated_;
+    MsiMessage m = block->message;
+    if (container_ != nullptr && !container_->msi_bypass()) {
+      // Seed 001: the device must target the doorbell IOVA.
+      m.address = container_->DoorbellAddress(m.address);
+      if (auto_map_doorbell_ && !container_->doorbell_mapped()) {
+        if (absl::Status s = container_->MapDoorbell(); !s.ok()) {
+          Trace(absl::StrCat("SET_IRQS MSIX: doorbell mapping failed: ", s.ToString()));
+        }
+      }
+    }
+    // pci_msix_write_msg on a masked entry, then the unmask of request_irq.
+    WriteMsixEntry(index, pci::kMsixEntryVectorControl, pci::kMsixVectorControlMask);
+    WriteMsixEntry(index, pci::kMsixEntryAddressLo, static_cast<uint32_t>(m.address));
+    WriteMsixEntry(index, pci::kMsixEntryAddressHi, static_cast<uint32_t>(m.address >> 32));
+    WriteMsixEntry(index, pci::kMsixEntryData, m.data);
+    WriteMsixEntry(index, pci::kMsixEntryVectorControl, 0);
+    Trace(absl::StrFormat("MSI-X entry %u: physical entry programmed %s (IRTE 0x%x)", index,
+                          m.ToString(), block->first_index),
+          m.address, m.data);
+  }
+  const uint16_t command = device_->command();
+  if (!(command & pci::kCommandBusMaster)) {
+    device_->ConfigWrite(pci::kCommand, 2, command | pci::kCommandBusMaster);
+  }
+  const uint16_t control = device_->config().Get16(cap + pci::kMsixControl);
+  if (control & pci::kMsixControlFunctionMask) {
+    device_->ConfigWrite(cap + pci::kMsixControl, 2,
+                         control & ~pci::kMsixControlFunctionMask);
+  }
+  std::vector<std::string> list;
+  for (const auto& [index, irq] : msix_irqs_) list.push_back(absl::StrCat(index));
+  Trace(absl::StrFormat("SET_IRQS MSIX vectors %s: host vectors %u (%u allocated, %u freed), "
+                        "physical MSI-X %s",
+                        absl::StrJoin(list, ","), msix_irq_count(), added, freed,
+                        was_enabled ? "stays enabled" : "enabled"));
+  return status;
 }
 
 void VfioPciDevice::Trace(std::string_view detail, uint64_t address, uint64_t data) {

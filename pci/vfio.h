@@ -29,7 +29,9 @@
 //   * BAR regions: accesses are forwarded to the physical function's BAR
 //     (which the host firmware mapped at a host physical address).
 //
-// Not modelled: INTx, MSI-X (not needed by the WCN6855), error/req
+//   * SetMsixIrqs (seed 004): MSI-X, see the section below.
+//
+// Not modelled: INTx, error/req
 // interrupts, resets, power states, the vfio container/group plumbing.
 //
 // Thread-compatible (one host thread).
@@ -125,6 +127,39 @@ class VfioPciDevice {
                                           std::function<void()> trigger);
   unsigned source_irq_count() const { return source_blocks_.size(); }
 
+  // --- MSI-X (seed 004) ----------------------------------------------------
+  // SET_IRQS for the MSI-X index, as Linux vfio-pci with dynamic MSI-X
+  // (vfio_msi_set_vector_signal, Linux >= 6.5: vectors are added and removed
+  // while MSI-X stays enabled). `vectors` is the complete set of table
+  // entries that get a host interrupt, each with the trigger (the eventfd)
+  // to run when it fires:
+  //   * an entry in `vectors` without a host interrupt gets one: one host
+  //     vector and one IRTE (Linux allocates one irq per MSI-X descriptor),
+  //     and the physical table entry is written through the host memory
+  //     space at the table BAR's host address, as pci_msix_write_msg does:
+  //     Mask set, address/data = the remappable host message, Mask cleared;
+  //   * an entry that has a host interrupt but is not in `vectors` is masked
+  //     in the physical table and its host interrupt freed; entries that
+  //     stay keep their host interrupt (only the trigger is replaced);
+  //   * the first non-empty set enables MSI-X on the physical function as
+  //     msix_capability_init does (Enable + Function Mask, entries
+  //     programmed, Function Mask cleared) and turns bus mastering on;
+  //   * an empty set masks every physical entry, clears Enable and frees
+  //     every host interrupt.
+  // Sparse sets are allowed (pre-6.5 kernels allocate entries 0..max and the
+  // VMM disables/re-enables MSI-X to grow; not modelled). Every call traces
+  // "SET_IRQS MSIX ...: host vectors N" with N = host interrupts held after
+  // it. The VMM never forwards guest MSI-X capability writes to the config
+  // region: the physical MSI-X state changes only here.
+  // InvalidArgument: no MSI-X capability, an index beyond the table;
+  // FailedPrecondition: the table BAR is not mapped on the host; host
+  // allocation errors as AllocateIrqs (entries set up so far stay).
+  absl::Status SetMsixIrqs(std::map<unsigned, std::function<void()>> vectors);
+  // Host interrupts held for MSI-X now, and allocated since creation.
+  unsigned msix_irq_count() const { return static_cast<unsigned>(msix_irqs_.size()); }
+  uint64_t msix_irqs_allocated() const { return msix_irqs_allocated_; }
+  bool msix_host_vector(unsigned index) const { return msix_irqs_.count(index) != 0; }
+
   // The container (IOMMU domain) the device's writes go through. With a
   // non-bypassing platform (seed 001) the host message's address becomes
   // the doorbell IOVA, and SET_IRQS maps the doorbell (unless
@@ -168,6 +203,17 @@ class VfioPciDevice {
     std::function<void()> trigger;
   };
   std::map<unsigned, SourceIrq> source_blocks_;  // by source index
+
+  // MSI-X (seed 004).
+  // Writes one DWORD of physical table entry `index` (host memory space).
+  void WriteMsixEntry(unsigned index, uint32_t field, uint32_t value);
+  void FreeMsix();
+  struct MsixIrq {
+    HostIrqBlock block;
+    std::function<void()> trigger;
+  };
+  std::map<unsigned, MsixIrq> msix_irqs_;  // by table entry
+  uint64_t msix_irqs_allocated_ = 0;
 };
 
 }  // namespace irqlab

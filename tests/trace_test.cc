@@ -390,4 +390,20 @@ TEST(TraceTest, JsonEscapeHandlesUtf8) {
 }
 
 }  // namespace
+// Tracer::Finish() detaches the sinks: events emitted afterwards (a machine
+// being torn down frees host interrupts and traces it) must not reach a
+// finished writer, which would corrupt a closed Perfetto JSON file.
+TEST(TraceTest, FinishDetachesSinks) {
+  std::ostringstream out;
+  TextTraceWriter writer(&out);
+  Tracer tracer;
+  tracer.AddSink(&writer);
+  tracer.Emit(1, trace::DELIVER, 0, "before", 0x41);
+  tracer.Finish();
+  EXPECT_FALSE(tracer.enabled());
+  tracer.Emit(2, trace::DELIVER, 0, "after", 0x42);
+  EXPECT_THAT(out.str(), HasSubstr("before"));
+  EXPECT_THAT(out.str(), ::testing::Not(HasSubstr("after")));
+}
+
 }  // namespace irqlab
