@@ -748,24 +748,45 @@ VtdUnit::CachedIrte VtdUnit::Decode(const vtd::Irte& irte) const {
   return c;
 }
 
+// The IEC keeps FIFO order in iec_order_ with lazy deletion: invalidation
+// only clears `valid` (O(entries invalidated)); stale order entries (their
+// sequence number no longer matches) are skipped at eviction and dropped
+// when the queue is compacted.
 void VtdUnit::IecInsert(uint32_t index, const CachedIrte& entry) {
   if (iec_.size() <= index) iec_.resize(std::max<size_t>(index + 1, 256));
-  if (!iec_[index].valid) {
-    while (iec_order_.size() >= config_.iec_capacity) {
-      iec_[iec_order_.front()].valid = false;
+  const bool was_valid = iec_[index].valid;
+  const uint64_t seq = was_valid ? iec_[index].seq : ++iec_seq_;
+  if (!was_valid) {
+    while (iec_count_ >= config_.iec_capacity && !iec_order_.empty()) {
+      const auto [victim, victim_seq] = iec_order_.front();
       iec_order_.pop_front();
-      ++stats_.iec_evictions;
+      if (iec_[victim].valid && iec_[victim].seq == victim_seq) {
+        iec_[victim].valid = false;
+        --iec_count_;
+        ++stats_.iec_evictions;
+      }
     }
-    iec_order_.push_back(index);
+    iec_order_.push_back({index, seq});
+    ++iec_count_;
   }
   iec_[index] = entry;
+  iec_[index].seq = seq;
+  // Compact when stale order entries dominate (amortized O(1) per insert).
+  if (iec_order_.size() > 2 * iec_count_ + 64) {
+    std::deque<std::pair<uint32_t, uint64_t>> kept;
+    for (const auto& [i, sq] : iec_order_) {
+      if (iec_[i].valid && iec_[i].seq == sq) kept.push_back({i, sq});
+    }
+    iec_order_.swap(kept);
+  }
 }
 
 size_t VtdUnit::IecInvalidateGlobal() {
   if (iec_listener_) iec_listener_(true, 0, 0);
-  const size_t n = iec_order_.size();
-  for (uint32_t i : iec_order_) iec_[i].valid = false;
+  const size_t n = iec_count_;
+  for (const auto& [i, sq] : iec_order_) iec_[i].valid = false;
   iec_order_.clear();
+  iec_count_ = 0;
   return n;
 }
 
@@ -774,18 +795,16 @@ size_t VtdUnit::IecInvalidateIndex(uint32_t index, uint8_t mask) {
   // index matches IIDX in all bits above IM.
   if (mask >= 17) return IecInvalidateGlobal();
   if (iec_listener_) iec_listener_(false, index, mask);
-  const uint32_t key = index >> mask;
+  const uint64_t first = uint64_t{index >> mask} << mask;
+  const uint64_t last = std::min<uint64_t>(first + (uint64_t{1} << mask), iec_.size());
   size_t n = 0;
-  std::deque<uint32_t> kept;
-  for (uint32_t i : iec_order_) {
-    if ((i >> mask) == key) {
+  for (uint64_t i = first; i < last; ++i) {
+    if (iec_[i].valid) {
       iec_[i].valid = false;
+      --iec_count_;
       ++n;
-    } else {
-      kept.push_back(i);
     }
   }
-  iec_order_.swap(kept);
   return n;
 }
 

@@ -317,7 +317,7 @@ class VtdUnit : public IoHandler, public MsiSink {
   uint32_t fsts() const;
   const VtdStats& stats() const { return stats_; }
   // Entries currently in the interrupt entry cache.
-  size_t iec_size() const { return iec_order_.size(); }
+  size_t iec_size() const { return iec_count_; }
 
  private:
   VtdUnit(const VtdConfig& config, MsiSink* downstream, GuestRam* ram,
@@ -331,6 +331,7 @@ class VtdUnit : public IoHandler, public MsiSink {
     uint32_t data = 0;         // remapped: compat MSI data
     uint32_t destination = 0;  // remapped: full destination id
     bool eime = false;         // decoded under EIME (x2APIC destination)
+    uint64_t seq = 0;          // insertion number (IEC FIFO order)
   };
   struct FaultRegister {
     uint64_t lo = 0;
@@ -438,7 +439,11 @@ class VtdUnit : public IoHandler, public MsiSink {
 
   // --- volatile state: interrupt entry cache ---
   std::vector<CachedIrte> iec_;      // by index, sized on first insert
-  std::deque<uint32_t> iec_order_;   // cached indices, insertion order
+  // (index, seq) in insertion order; entries whose seq no longer matches
+  // (invalidated or re-inserted) are stale and skipped (IecInsert).
+  std::deque<std::pair<uint32_t, uint64_t>> iec_order_;
+  size_t iec_count_ = 0;   // valid entries
+  uint64_t iec_seq_ = 0;
 
   VtdStats stats_;
 };
