@@ -353,7 +353,14 @@ uint32_t FirmwareCpu::reg(int index) const {
 
 }  // namespace irqlab
 
-#if defined(__SANITIZE_ADDRESS__)
+// GCC defines __SANITIZE_ADDRESS__ under -fsanitize=address; clang (14)
+// does not and answers __has_feature(address_sanitizer) instead.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define IRQLAB_LSAN_HOOKS 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(IRQLAB_LSAN_HOOKS)
 // Unicorn 2.1.1 leaks 32 bytes per uc_mmio_map() (uc_close does not free the
 // callback record). emu/vcpu.cc defines these LSan hooks strongly, but a
 // program that uses only FirmwareCpu does not link vcpu.o; these weak copies

@@ -396,6 +396,7 @@ class Vcpu::Impl {
               "MMIO memory hook");
     if (!s.ok()) return s;
     blocks_.clear();
+    block_cache_.fill(BlockCacheEntry{});
     hooked_.clear();
     mmio_learned_.clear();
     special_.clear();
@@ -921,11 +922,18 @@ class Vcpu::Impl {
       nmi_blocked_ = false;  // IRET back to the interrupted context
       check_irq_ = true;
     }
-    auto it = blocks_.find(BlockKey{addr, size});
-    if (it == blocks_.end()) {
-      if (!FirstSight(addr, size)) return;  // restarted with new hooks
-      it = blocks_.find(BlockKey{addr, size});
+    // Direct-mapped cache in front of blocks_ (the hash lookup was the
+    // largest cost of this hook, which runs for every guest block).
+    BlockCacheEntry& ce = block_cache_[(addr ^ (addr >> 12)) & (kBlockCacheSize - 1)];
+    if (ce.addr != addr || ce.size != size) [[unlikely]] {
+      auto it = blocks_.find(BlockKey{addr, size});
+      if (it == blocks_.end()) {
+        if (!FirstSight(addr, size)) return;  // restarted with new hooks
+        it = blocks_.find(BlockKey{addr, size});
+      }
+      ce = BlockCacheEntry{addr, size, it->second};
     }
+    const BlockInfo& info = ce.info;
     if (!pending_flush_.empty()) {
       for (auto [a, b] : pending_flush_) uc_ctl_remove_cache(uc_, a, b);
       pending_flush_.clear();
@@ -948,11 +956,11 @@ class Vcpu::Impl {
       StopAt(addr);
       return;
     }
-    retired_ += it->second.icount;
+    retired_ += info.icount;
     block_start_ = addr;
     block_end_ = addr + size;
-    block_icount_ = it->second.icount;
-    last_block_shadow_ = it->second.ends_with_shadow;
+    block_icount_ = info.icount;
+    last_block_shadow_ = info.ends_with_shadow;
   }
 
   // Scans a block seen for the first time; returns false if it was restarted
@@ -1356,6 +1364,13 @@ class Vcpu::Impl {
   uc_engine* uc_ = nullptr;
   uc_context* ctx_ = nullptr;
   absl::flat_hash_map<BlockKey, BlockInfo> blocks_;
+  struct BlockCacheEntry {
+    uint64_t addr = ~uint64_t{0};
+    uint32_t size = 0;
+    BlockInfo info{};
+  };
+  static constexpr size_t kBlockCacheSize = 4096;  // power of two
+  std::array<BlockCacheEntry, kBlockCacheSize> block_cache_{};
   absl::flat_hash_set<uint64_t> hooked_;
   absl::flat_hash_set<uint64_t> mmio_learned_;
   absl::flat_hash_map<uint64_t, Special> special_;
@@ -1457,7 +1472,14 @@ absl::StatusOr<uint64_t> Vcpu::ReadRegister(const std::string& name) const {
 
 }  // namespace irqlab
 
-#if defined(__SANITIZE_ADDRESS__)
+// GCC defines __SANITIZE_ADDRESS__ under -fsanitize=address; clang (14)
+// does not and answers __has_feature(address_sanitizer) instead.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define IRQLAB_LSAN_HOOKS 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(IRQLAB_LSAN_HOOKS)
 // Unicorn 2.1.1 leaks 32 bytes per uc_mmio_map() (uc_close does not free the
 // callback record; reproduced with a 4-line uc_open/uc_mmio_map/uc_close
 // program). Suppress leaks whose allocation is inside libunicorn so that the

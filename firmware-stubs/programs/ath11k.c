@@ -32,7 +32,8 @@
  * (irq_dispatch), so the handler does not.
  *
  * Waiting: sti; hlt with the local APIC timer in TSC-deadline mode (vector
- * 0xEF) as the wake-up, re-armed every `poll` ticks; a pause loop without
+ * 0xEF) as the wake-up: at the deadline when waiting for an interrupt,
+ * every `poll` ticks when polling the firmware state; a pause loop without
  * CPUID TSC-deadline or with wait=pause. Timeouts are virtual time (RDTSC,
  * one tick = one virtual ns).
  *
@@ -61,7 +62,9 @@
  *   timeout=T                  ticks per wait (5000000); the events wait gets
  *                              T + N * WCN_EVENT_INTERVAL
  *   events=N                   data-path events to request (24)
- *   poll=T                     hlt wake-up interval while waiting (5000)
+ *   poll=T                     hlt wake-up interval while polling the
+ *                              firmware state (5000); interrupt waits
+ *                              sleep until an interrupt or the timeout
  *   wait=hlt|pause             how to wait (hlt)
  */
 #include "runtime.h"
@@ -133,8 +136,11 @@ static void ap_main(int cpu) {
 }
 
 /* Waits (IF=1) until cond() holds or `timeout` ticks passed; true if it
- * holds. Interrupts are taken during the wait; IF=0 on return. */
-static bool wait_for(bool (*cond)(void), uint64_t timeout) {
+ * holds. Interrupts are taken during the wait; IF=0 on return. A `polled`
+ * condition (a device register) is re-checked every `poll` ticks; one that
+ * only an interrupt can change sleeps until an interrupt or the deadline,
+ * as wait_event_timeout() does. */
+static bool wait_for_polled(bool (*cond)(void), uint64_t timeout, bool polled) {
   uint64_t deadline = rdtsc() + timeout;
   bool ok;
   for (;;) {
@@ -143,7 +149,7 @@ static bool wait_for(bool (*cond)(void), uint64_t timeout) {
     uint64_t now = rdtsc();
     if (now >= deadline) break;
     if (use_hlt) {
-      uint64_t wake = now + poll_ticks;
+      uint64_t wake = polled ? now + poll_ticks : deadline;
       wrmsr(MSR_IA32_TSC_DEADLINE, wake < deadline ? wake : deadline);
       sti_hlt(); /* an interrupt or the deadline timer */
     } else {
@@ -154,6 +160,10 @@ static bool wait_for(bool (*cond)(void), uint64_t timeout) {
   if (use_hlt) wrmsr(MSR_IA32_TSC_DEADLINE, 0);
   cli();
   return ok || cond();
+}
+
+static bool wait_for(bool (*cond)(void), uint64_t timeout) {
+  return wait_for_polled(cond, timeout, false);
 }
 
 static bool fw_ready(void) {
@@ -334,7 +344,7 @@ int main(void) {
   /* ---- boot ---- */
   fw_command(WCN_CMD_BOOT, 0);
   uint64_t t0 = rdtsc();
-  bool ready = wait_for(fw_ready, timeout);
+  bool ready = wait_for_polled(fw_ready, timeout, true);
   uint64_t t1 = rdtsc();
   uint32_t state = mmio_read32(bar0 + WCN_REG_STATE);
   if (!ready) {
