@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "emu/bench_runner.h"
 #include "emu/campaign.h"
 #include "emu/machine.h"
 #include "emu/scenario.h"
@@ -32,6 +33,9 @@ ABSL_FLAG(std::string, append, "", "kernel command line (boot)");
 ABSL_FLAG(std::string, initrd, "", "file loaded as multiboot module 0 (boot)");
 ABSL_FLAG(int64_t, max_time, 1'000'000'000,
           "virtual time limit in ticks (1 tick = 1 guest instruction = 1 virtual ns) (boot)");
+ABSL_FLAG(std::string, filter, "", "benchmark name regex (bench)");
+ABSL_FLAG(std::string, json, "", "merged Google Benchmark JSON output file (bench)");
+ABSL_FLAG(double, min_time, 0, "minimum seconds per benchmark, 0 = default (bench)");
 ABSL_FLAG(bool, quiet, false, "do not echo the guest's serial output");
 ABSL_FLAG(std::string, cpu, "",
           "CPU features, comma-separated: -x2apic / +x2apic, -tsc-deadline / "
@@ -77,6 +81,10 @@ Usage:
                                  and the command replaying each failing seed
   irqlab merge OUT IN...         merge campaign results files (shards) into OUT,
                                  sorted by seed; print the summary
+  irqlab bench                   run the benchmark programs (bench/*_bench next
+      [--filter=REGEX]           to this binary) and show their tables; --json
+      [--min_time=S]             writes all results as one Google Benchmark JSON
+      [--json=out.json]          file (compare across commits with compare.py)
 
 Sharding (campaign): shard k of n runs the seeds with (seed - A) % n == k. The
 first of these sets k and n:
@@ -383,6 +391,15 @@ int IrqlabMain(int argc, char** argv) {
     return CampaignMain(CampaignFlags(argv[0], args), ProcessEnv());
   }
   if (cmd == "merge") return MergeMain(CampaignFlags(argv[0], args));
+  if (cmd == "bench") {
+    if (!args.empty()) {
+      std::cerr << "irqlab bench: unexpected argument \"" << args[0] << "\"\n";
+      return kExitUsage;
+    }
+    return BenchMain(BenchCommand{.filter = absl::GetFlag(FLAGS_filter),
+                                  .json = absl::GetFlag(FLAGS_json),
+                                  .min_time = absl::GetFlag(FLAGS_min_time)});
+  }
   if (cmd == "help") {
     std::cout << "irqlab: " << kUsage << "\n";
     return kExitOk;

@@ -111,3 +111,10 @@ add_test(NAME cli.campaign.worker_timeout_recorded COMMAND ${CMAKE_COMMAND}
 add_test(NAME cli.test.suite_and_junit COMMAND ${CMAKE_COMMAND}
          -DIRQLAB=$<TARGET_FILE:irqlab> -DWORKDIR=${CMAKE_CURRENT_BINARY_DIR}/suite_junit
          -P ${CMAKE_CURRENT_SOURCE_DIR}/suite_junit.cmake)
+
+# irqlab bench: bad input, and the merged JSON (needs the bench programs).
+irqlab_bad_input(bench_extra_argument "irqlab bench: unexpected argument" bench extra)
+# (bench/ is configured after tests/, so the programs are not targets yet
+# here; the default build builds them.)
+add_test(NAME cli.bench.json COMMAND ${CMAKE_COMMAND} -DIRQLAB=$<TARGET_FILE:irqlab>
+         -DWORKDIR=${CMAKE_CURRENT_BINARY_DIR} -P ${CMAKE_CURRENT_SOURCE_DIR}/bench_json.cmake)
