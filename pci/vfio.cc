@@ -158,10 +158,19 @@ absl::Status VfioPciDevice::SetMsiIrqs(std::vector<std::function<void()>> trigge
       }
     }
   }
-  const bool is64 = msi->options().address64;
-  device_->ConfigWrite(msi_offset_ + 4, 4, static_cast<uint32_t>(m.address));
-  if (is64) device_->ConfigWrite(msi_offset_ + 8, 4, static_cast<uint32_t>(m.address >> 32));
-  device_->ConfigWrite(msi_offset_ + (is64 ? 0x0C : 0x08), 2, m.data & 0xFFFF);
+  ProgramPhysicalMsi(m.address, static_cast<uint16_t>(m.data), count);
+  Trace(absl::StrFormat("SET_IRQS MSI count %u: physical MSI programmed %s (IRTE 0x%x..0x%x)",
+                        count, m.ToString(), block->first_index,
+                        block->first_index + count - 1),
+        m.address, m.data);
+  return absl::OkStatus();
+}
+
+void VfioPciDevice::ProgramPhysicalMsi(uint64_t address, uint16_t data, unsigned count) {
+  const bool is64 = device_->msi()->options().address64;
+  device_->ConfigWrite(msi_offset_ + 4, 4, static_cast<uint32_t>(address));
+  if (is64) device_->ConfigWrite(msi_offset_ + 8, 4, static_cast<uint32_t>(address >> 32));
+  device_->ConfigWrite(msi_offset_ + (is64 ? 0x0C : 0x08), 2, data);
   unsigned mme = 0;
   while ((1u << mme) < count) ++mme;
   const uint16_t control = device_->config().Get16(msi_offset_ + pci::kMsiControl);
@@ -174,11 +183,6 @@ absl::Status VfioPciDevice::SetMsiIrqs(std::vector<std::function<void()>> trigge
   if (!(command & pci::kCommandBusMaster)) {
     device_->ConfigWrite(pci::kCommand, 2, command | pci::kCommandBusMaster);
   }
-  Trace(absl::StrFormat("SET_IRQS MSI count %u: physical MSI programmed %s (IRTE 0x%x..0x%x)",
-                        count, m.ToString(), block->first_index,
-                        block->first_index + count - 1),
-        m.address, m.data);
-  return absl::OkStatus();
 }
 
 absl::Status VfioPciDevice::SetMsiGuestOwned(uint64_t address, uint16_t data,
@@ -196,21 +200,7 @@ absl::Status VfioPciDevice::SetMsiGuestOwned(uint64_t address, uint16_t data,
     const uint8_t vector = static_cast<uint8_t>(((data & ~(count - 1)) | i) & 0xFF);
     RETURN_IF_ERROR(host_->MapGuestVector(device_->requester_id(), vector, vcpus[i]));
   }
-  const bool is64 = msi->options().address64;
-  device_->ConfigWrite(msi_offset_ + 4, 4, static_cast<uint32_t>(address));
-  if (is64) device_->ConfigWrite(msi_offset_ + 8, 4, static_cast<uint32_t>(address >> 32));
-  device_->ConfigWrite(msi_offset_ + (is64 ? 0x0C : 0x08), 2, data);
-  unsigned mme = 0;
-  while ((1u << mme) < count) ++mme;
-  const uint16_t control = device_->config().Get16(msi_offset_ + pci::kMsiControl);
-  device_->ConfigWrite(
-      msi_offset_ + pci::kMsiControl, 2,
-      (control & ~pci::kMsiControlMmeMask) | (mme << pci::kMsiControlMmeShift) |
-          pci::kMsiControlEnable);
-  const uint16_t command = device_->command();
-  if (!(command & pci::kCommandBusMaster)) {
-    device_->ConfigWrite(pci::kCommand, 2, command | pci::kCommandBusMaster);
-  }
+  ProgramPhysicalMsi(address, data, count);
   Trace(absl::StrFormat("guest-owned MSI: physical MSI = the guest's %08x/%04x, %u vector(s) "
                         "posted to vCPU(s)",
                         address, data, count),

@@ -181,6 +181,9 @@ class VfioPciDevice {
   // Offsets of the MSI capability's virtualized registers, if any.
   bool InMsiShadow(uint32_t offset) const;
   void FreeMsi();
+  // Writes the physical MSI capability: message, MME for `count` vectors,
+  // enable; and Bus Master Enable.
+  void ProgramPhysicalMsi(uint64_t address, uint16_t data, unsigned count);
   void Trace(std::string_view detail, uint64_t address = 0, uint64_t data = 0);
 
   PciFunction* const device_;
