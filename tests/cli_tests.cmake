@@ -2,7 +2,10 @@
 # and bad input gets a clear message and exit code 2, never a crash.
 file(GLOB_RECURSE IRQLAB_SCENARIOS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/scenarios/*.textproto)
 foreach(scenario ${IRQLAB_SCENARIOS})
-  get_filename_component(name ${scenario} NAME_WE)
+  # scenarios/ath11k/bare_metal.textproto -> scenario.ath11k.bare_metal
+  file(RELATIVE_PATH rel ${CMAKE_SOURCE_DIR}/scenarios ${scenario})
+  string(REGEX REPLACE "\\.textproto$" "" name "${rel}")
+  string(REPLACE "/" "." name "${name}")
   add_test(NAME scenario.${name} COMMAND irqlab run --quiet ${scenario})
   set_tests_properties(scenario.${name} PROPERTIES TIMEOUT 300)
 endforeach()
