@@ -15,7 +15,8 @@ export DEBIAN_FRONTEND=noninteractive
 PKGS=(build-essential cmake ninja-build pkg-config git
       libabsl-dev libprotobuf-dev protobuf-compiler
       libgtest-dev libgmock-dev googletest libbenchmark-dev
-      nasm binutils gcc-arm-none-eabi binutils-arm-none-eabi)
+      nasm binutils gcc-arm-none-eabi binutils-arm-none-eabi
+      clang libclang-rt-14-dev)
 
 missing=()
 for p in "${PKGS[@]}"; do
