@@ -66,8 +66,9 @@ Usage:
       [--cpus=N] [--ram=SIZE]    QEMU -kernel style, on the PC platform; exits
       [--append=CMDLINE]         with the guest's debug-exit status
       [--initrd=FILE] [--device=NAME[,key=value...]]... [--cpu=-x2apic]
-      [--trace=...] [--max_time=T]       devices: edu, irqlab-testdev,
-                                 intel-iommu[,intremap=on|off][,eim=on|off][,posted=on|off]
+      [--trace=...] [--max_time=T]       devices: edu, irqlab-testdev, wcn6855,
+                                 irqlab-nic, intel-iommu[,intremap=on|off][,eim=on|off]
+                                 [,posted=on|off]
   irqlab kernels                 list the built-in guest kernels
   irqlab test DIR...             run every *.textproto under DIR (recursively,
       [--junit=out.xml]          sorted) as a regression suite: PASS/FAIL per
