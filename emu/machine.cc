@@ -195,32 +195,7 @@ absl::Status Machine::InitIommu(const MachineConfig::Device& spec) {
                                                 static_cast<uint8_t>(f.reason)));
       },
       tracer_, this);
-  vtd::DmaRemapper* remap = dma_remapper_.get();
-  VtdDmaHooks hooks;
-  hooks.root_table_pointer = [remap](uint64_t rtaddr) { remap->SetRootTableAddress(rtaddr); };
-  hooks.translation_enable = [this](bool on) { remapping_dma_->set_translation_enabled(on); };
-  hooks.context_cache = [remap](const ContextCacheInvalidation& inv) {
-    using G = ContextCacheInvalidation::Granularity;
-    switch (inv.granularity) {
-      case G::kGlobal: remap->InvalidateContextCacheGlobal(); break;
-      case G::kDomain: remap->InvalidateContextCacheDomain(inv.domain_id); break;
-      case G::kDevice:
-        remap->InvalidateContextCacheDevice(inv.domain_id, inv.source_id, inv.function_mask);
-        break;
-    }
-  };
-  hooks.iotlb = [remap](const IotlbInvalidation& inv) {
-    using G = IotlbInvalidation::Granularity;
-    switch (inv.granularity) {
-      case G::kGlobal: remap->InvalidateIotlbGlobal(); break;
-      case G::kDomain: remap->InvalidateIotlbDomain(inv.domain_id); break;
-      case G::kPage:
-        remap->InvalidateIotlbPages(inv.domain_id, inv.address, inv.address_mask,
-                                    inv.invalidation_hint);
-        break;
-    }
-  };
-  vtd_->SetDmaHooks(std::move(hooks));
+  vtd_->SetDmaHooks(vtd::MakeDmaHooks(dma_remapper_.get(), remapping_dma_.get()));
   return absl::OkStatus();
 }
 

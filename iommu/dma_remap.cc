@@ -532,5 +532,33 @@ absl::Status RemappingDmaSink::Read(uint16_t requester_id, uint64_t address,
   return absl::OkStatus();
 }
 
+VtdDmaHooks MakeDmaHooks(DmaRemapper* remap, RemappingDmaSink* sink) {
+  VtdDmaHooks hooks;
+  hooks.root_table_pointer = [remap](uint64_t rtaddr) { remap->SetRootTableAddress(rtaddr); };
+  hooks.translation_enable = [sink](bool on) { sink->set_translation_enabled(on); };
+  hooks.context_cache = [remap](const ContextCacheInvalidation& inv) {
+    using G = ContextCacheInvalidation::Granularity;
+    switch (inv.granularity) {
+      case G::kGlobal: remap->InvalidateContextCacheGlobal(); break;
+      case G::kDomain: remap->InvalidateContextCacheDomain(inv.domain_id); break;
+      case G::kDevice:
+        remap->InvalidateContextCacheDevice(inv.domain_id, inv.source_id, inv.function_mask);
+        break;
+    }
+  };
+  hooks.iotlb = [remap](const IotlbInvalidation& inv) {
+    using G = IotlbInvalidation::Granularity;
+    switch (inv.granularity) {
+      case G::kGlobal: remap->InvalidateIotlbGlobal(); break;
+      case G::kDomain: remap->InvalidateIotlbDomain(inv.domain_id); break;
+      case G::kPage:
+        remap->InvalidateIotlbPages(inv.domain_id, inv.address, inv.address_mask,
+                                    inv.invalidation_hint);
+        break;
+    }
+  };
+  return hooks;
+}
+
 }  // namespace vtd
 }  // namespace irqlab

@@ -43,6 +43,7 @@
 #include "emu/clock.h"
 #include "emu/guest_ram.h"
 #include "emu/trace.h"
+#include "iommu/vtd_unit.h"
 #include "pci/root_complex.h"
 
 namespace irqlab {
@@ -344,6 +345,12 @@ class RemappingDmaSink : public DmaSink {
   bool enabled_ = false;
   std::vector<Piece> pieces_;  // scratch, reused
 };
+
+// The VT-d unit's DMA-side hooks driving `remap` and `sink`: SRTP sets
+// the root table, TE enables translation, context-cache and IOTLB
+// invalidations (register-based or queued) reach the remapper's caches.
+// Neither pointer is owned; both must outlive the unit's use of the hooks.
+VtdDmaHooks MakeDmaHooks(DmaRemapper* remap, RemappingDmaSink* sink);
 
 }  // namespace vtd
 }  // namespace irqlab

@@ -154,33 +154,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                             static_cast<uint8_t>(f.reason)));
       },
       &r.tracer, &r.clock);
-  vtd::DmaRemapper* remap = r.remapper.get();
-  vtd::RemappingDmaSink* dma = r.dma.get();
-  VtdDmaHooks hooks;
-  hooks.root_table_pointer = [remap](uint64_t rtaddr) { remap->SetRootTableAddress(rtaddr); };
-  hooks.translation_enable = [dma](bool on) { dma->set_translation_enabled(on); };
-  hooks.context_cache = [remap](const ContextCacheInvalidation& inv) {
-    using G = ContextCacheInvalidation::Granularity;
-    switch (inv.granularity) {
-      case G::kGlobal: remap->InvalidateContextCacheGlobal(); break;
-      case G::kDomain: remap->InvalidateContextCacheDomain(inv.domain_id); break;
-      case G::kDevice:
-        remap->InvalidateContextCacheDevice(inv.domain_id, inv.source_id, inv.function_mask);
-        break;
-    }
-  };
-  hooks.iotlb = [remap](const IotlbInvalidation& inv) {
-    using G = IotlbInvalidation::Granularity;
-    switch (inv.granularity) {
-      case G::kGlobal: remap->InvalidateIotlbGlobal(); break;
-      case G::kDomain: remap->InvalidateIotlbDomain(inv.domain_id); break;
-      case G::kPage:
-        remap->InvalidateIotlbPages(inv.domain_id, inv.address, inv.address_mask,
-                                    inv.invalidation_hint);
-        break;
-    }
-  };
-  u.SetDmaHooks(std::move(hooks));
+  u.SetDmaHooks(vtd::MakeDmaHooks(r.remapper.get(), r.dma.get()));
   uint64_t iec_invalidations = 0;
   u.set_iec_listener([&](bool, uint32_t, uint8_t) { ++iec_invalidations; });
 
