@@ -139,7 +139,7 @@ void HostPlatform::EnableInterruptRemapping() {
   RegWrite64(vtd::kIqtReg, 0);
   persistent |= Gcmd::kQie;
   RegWrite32(vtd::kGcmdReg, persistent);
-  Invalidate(/*IEC, global*/ 0x4, 0);
+  Invalidate(vtd::qi::IecGlobal(), 0);
   persistent |= Gcmd::kIre;
   RegWrite32(vtd::kGcmdReg, persistent);
   if (config_.compat_format) {
@@ -159,8 +159,8 @@ void HostPlatform::Invalidate(uint64_t qw0, uint64_t qw1) {
 void HostPlatform::WriteIrte(uint32_t index, uint64_t lo, uint64_t hi) {
   ram_->Store<uint64_t>(kIrtBase + uint64_t{index} * 16, lo);
   ram_->Store<uint64_t>(kIrtBase + uint64_t{index} * 16 + 8, hi);
-  // Index-selective IEC invalidation (6.5.2.7): G=1, IM=0, IIDX=index.
-  Invalidate(0x4 | (1u << 4) | (uint64_t{index} << 32), 0);
+  // Index-selective IEC invalidation (6.5.2.7).
+  Invalidate(vtd::qi::IecIndex(static_cast<uint16_t>(index), 0), 0);
 }
 
 absl::Status HostPlatform::AddDevice(PciFunction* function, uint16_t rid, DmaSink* dma) {
@@ -329,7 +329,7 @@ void HostPlatform::ReleaseGuestMsi(uint16_t rid) {
     irte_used_[index] = false;
   }
   // One invalidation for the whole block (IM = 8: 256 entries).
-  Invalidate(0x4 | (1u << 4) | (uint64_t{8} << 27) | (uint64_t{owned->second} << 32), 0);
+  Invalidate(vtd::qi::IecIndex(static_cast<uint16_t>(owned->second), 8), 0);
   guest_owned_.erase(owned);
 }
 

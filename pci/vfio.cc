@@ -99,21 +99,20 @@ void VfioPciDevice::BarWrite(int bar, uint64_t offset, unsigned size,
 }
 
 void VfioPciDevice::FreeMsi() {
-  if (guest_owned_) {
-    const uint16_t control = device_->config().Get16(msi_offset_ + pci::kMsiControl);
-    device_->ConfigWrite(msi_offset_ + pci::kMsiControl, 2,
-                         control & ~(pci::kMsiControlEnable | pci::kMsiControlMmeMask));
-    host_->ReleaseGuestMsi(device_->requester_id());
-    guest_owned_ = false;
-  }
-  if (!msi_block_) return;
-  // Disable MSI on the device first, then release the host interrupts.
+  if (!guest_owned_ && !msi_block_) return;
+  // Disable MSI on the device first, then release what the host allocated.
   const uint16_t control = device_->config().Get16(msi_offset_ + pci::kMsiControl);
   device_->ConfigWrite(msi_offset_ + pci::kMsiControl, 2,
                        control & ~(pci::kMsiControlEnable | pci::kMsiControlMmeMask));
-  host_->FreeIrqs(*msi_block_);
-  msi_block_.reset();
-  if (container_ != nullptr) container_->UnmapDoorbell();
+  if (guest_owned_) {
+    host_->ReleaseGuestMsi(device_->requester_id());
+    guest_owned_ = false;
+  }
+  if (msi_block_) {
+    host_->FreeIrqs(*msi_block_);
+    msi_block_.reset();
+    if (container_ != nullptr) container_->UnmapDoorbell();
+  }
   msi_triggers_.clear();
 }
 
