@@ -132,25 +132,25 @@ bool ApicBus::Admissible(const MsiMessage& m) {
   return true;
 }
 
-void ApicBus::Signal(const MsiMessage& m) {
-  if (!Admissible(m)) return;
+MsiOutcome ApicBus::Signal(const MsiMessage& m) {
+  if (!Admissible(m)) return MsiOutcome::kDiscarded;
   const bool logical = m.DestinationModeLogical();
   const bool ext = config_.extended_destination_id && !logical;
   // With extended ids, 0x1FF etc. are ids: only exactly 0xFF is broadcast.
-  Route(m, ApicDestination{ext ? m.ExtendedDestinationId() : m.DestinationId(), logical,
+  return Route(m, ApicDestination{ext ? m.ExtendedDestinationId() : m.DestinationId(), logical,
                            /*wide=*/false},
         /*ignored_bits=*/!ext && ((m.address >> 5) & 0x7F) != 0);
 }
 
 // The remapping unit's output in x2APIC mode (IRTE DST[31:0], VT-d 9.10): a
 // 32-bit destination, 0xFFFFFFFF is the broadcast (SDM 11.12.9).
-void ApicBus::SignalX2Apic(const MsiMessage& m, uint32_t destination) {
-  if (!Admissible(m)) return;
-  Route(m, ApicDestination{destination, m.DestinationModeLogical(), /*wide=*/true},
+MsiOutcome ApicBus::SignalX2Apic(const MsiMessage& m, uint32_t destination) {
+  if (!Admissible(m)) return MsiOutcome::kDiscarded;
+  return Route(m, ApicDestination{destination, m.DestinationModeLogical(), /*wide=*/true},
         /*ignored_bits=*/false);
 }
 
-void ApicBus::Route(const MsiMessage& m, const ApicDestination& dest, bool ignored_bits) {
+MsiOutcome ApicBus::Route(const MsiMessage& m, const ApicDestination& dest, bool ignored_bits) {
   const uint32_t rid = m.requester_id;
   const DeliveryMode mode = m.DeliveryMode();
   const bool logical = dest.logical;
@@ -163,7 +163,7 @@ void ApicBus::Route(const MsiMessage& m, const ApicDestination& dest, bool ignor
   if (targets.empty()) {
     Trace(trace::MSI_DROPPED, -1, absl::StrCat("no APIC matches ", dest_text()),
           m.Vector(), m.address, m.data, rid);
-    return;
+    return MsiOutcome::kDiscarded;
   }
   // SDM 11.11.1: RH=1 with logical destination mode selects the
   // lowest-priority processor among the destinations.
@@ -179,7 +179,11 @@ void ApicBus::Route(const MsiMessage& m, const ApicDestination& dest, bool ignor
                           ignored_bits ? " (address bits 11:5 ignored)" : ""),
           m.Vector(), m.address, m.data, rid);
   }
-  for (LocalApic* a : targets) a->Accept(m.Vector(), m.TriggerLevel(), mode, rid);
+  MsiOutcome outcome = MsiOutcome::kDiscarded;
+  for (LocalApic* a : targets) {
+    outcome = CombineOutcomes(outcome, a->Accept(m.Vector(), m.TriggerLevel(), mode, rid));
+  }
+  return outcome;
 }
 
 // SDM 11.6.1 / 11.6.2: shorthand first, then the destination field.

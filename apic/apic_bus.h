@@ -91,9 +91,11 @@ class ApicBus : public MsiSink, public IpiSink {
   const std::vector<LocalApic*>& apics() const { return apics_; }
 
   // MsiSink: see the file comment.
-  void Signal(const MsiMessage& message) override;
+  // The outcome is the best of the targets' (LocalApic::Accept), or
+  // kDiscarded when no APIC can take the message (traced as MSI_DROPPED).
+  MsiOutcome Signal(const MsiMessage& message) override;
   // A 32-bit x2APIC destination from the interrupt remapping unit.
-  void SignalX2Apic(const MsiMessage& message, uint32_t destination) override;
+  MsiOutcome SignalX2Apic(const MsiMessage& message, uint32_t destination) override;
   // IpiSink: routes an ICR-sent IPI.
   void SendIpi(const Ipi& ipi) override;
   void PhysicalIdChanged() override { physical_index_valid_ = false; }
@@ -117,7 +119,7 @@ class ApicBus : public MsiSink, public IpiSink {
   // the interrupt window, remappable format, reserved delivery mode.
   bool Admissible(const MsiMessage& m);
   // Decodes `dest`, arbitrates, traces and delivers `m`'s vector and modes.
-  void Route(const MsiMessage& m, const ApicDestination& dest, bool ignored_bits);
+  MsiOutcome Route(const MsiMessage& m, const ApicDestination& dest, bool ignored_bits);
   // Enabled APICs with physical id `id`, from an index rebuilt after any
   // APIC's id or IA32_APIC_BASE changed (the MSI fast path: O(1) for any
   // number of CPUs).

@@ -131,6 +131,7 @@ LocalApic::~LocalApic() { StopTimer(); }
 // masked; SVR 0xFF (software disabled). In x2APIC mode the LDR is derived
 // from the x2APIC ID and cannot be cleared.
 void LocalApic::ResetRegisters() {
+  irr_counts_.irr_cleared_by_reset += irr_.Count();
   StopTimer();
   irr_.Reset();
   isr_.Reset();
@@ -203,6 +204,7 @@ void LocalApic::Acknowledge(int vector) {
   if (vector < 0 || vector > 255 || !irr_.Test(vector)) return;
   irr_.Clear(vector);
   isr_.Set(vector);
+  ++irr_counts_.acknowledged;
   Update();
 }
 
@@ -240,12 +242,12 @@ void LocalApic::Trace(Stage stage, std::string_view detail, int vector,
 // ---------------------------------------------------------------------------
 // Acceptance (SDM 11.6.2 / 11.8.4 / 11.11.2).
 
-void LocalApic::Accept(uint8_t vector, bool trigger_level, DeliveryMode mode,
-                       uint32_t requester_id) {
-  AcceptFrom(vector, trigger_level, mode, requester_id, "message");
+MsiOutcome LocalApic::Accept(uint8_t vector, bool trigger_level, DeliveryMode mode,
+                             uint32_t requester_id) {
+  return AcceptFrom(vector, trigger_level, mode, requester_id, "message");
 }
 
-bool LocalApic::AcceptFrom(uint8_t vector, bool trigger_level,
+MsiOutcome LocalApic::AcceptFrom(uint8_t vector, bool trigger_level,
                            DeliveryMode mode, uint32_t rid,
                            std::string_view source) {
   if (!globally_enabled()) {
@@ -253,7 +255,7 @@ bool LocalApic::AcceptFrom(uint8_t vector, bool trigger_level,
           absl::StrCat(std::string(source),
                        " dropped: APIC globally disabled (IA32_APIC_BASE.EN=0)"),
           vector, 0, 0, rid);
-    return false;
+    return MsiOutcome::kDiscarded;
   }
   switch (mode) {
     case DeliveryMode::kFixed:
@@ -263,7 +265,7 @@ bool LocalApic::AcceptFrom(uint8_t vector, bool trigger_level,
         RecordError(apic::kEsrReceiveIllegalVector,
                     absl::StrCat(std::string(source), " with illegal vector"),
                     vector);
-        return false;
+        return MsiOutcome::kDiscarded;
       }
       if (!software_enabled()) {
         // SDM 11.4.7.2; see the header: fixed interrupts are not accepted.
@@ -271,10 +273,11 @@ bool LocalApic::AcceptFrom(uint8_t vector, bool trigger_level,
               absl::StrCat(std::string(source),
                            " dropped: APIC software disabled (SVR[8]=0)"),
               vector, 0, 0, rid);
-        return false;
+        return MsiOutcome::kDiscarded;
       }
       const bool coalesced = irr_.Test(vector);
       irr_.Set(vector);
+      ++(coalesced ? irr_counts_.coalesced : irr_counts_.irr_set);
       if (trigger_level) {
         tmr_.Set(vector);
       } else {
@@ -288,46 +291,46 @@ bool LocalApic::AcceptFrom(uint8_t vector, bool trigger_level,
               vector, 0, 0, rid);
       }
       Update();
-      return true;
+      return coalesced ? MsiOutcome::kCoalesced : MsiOutcome::kAccepted;
     }
     case DeliveryMode::kNmi:
       nmi_pending_ = true;
       Trace(trace::APIC_ACCEPT, absl::StrCat(std::string(source), " NMI"), 2, 0,
             0, rid);
       Kick();
-      return true;
+      return MsiOutcome::kAccepted;
     case DeliveryMode::kInit:
       Trace(trace::APIC_ACCEPT, absl::StrCat(std::string(source), " INIT"), -1,
             0, 0, rid);
       InitReset();
       if (callbacks_.init) callbacks_.init();
       Kick();
-      return true;
+      return MsiOutcome::kAccepted;
     case apic::kStartUp:
       Trace(trace::APIC_ACCEPT,
             absl::StrFormat("%s start-up, entry 0x%x", source, vector << 12),
             vector, 0, 0, rid);
       if (callbacks_.startup) callbacks_.startup(vector);
       Kick();
-      return true;
+      return MsiOutcome::kAccepted;
     case DeliveryMode::kSmi:
       Trace(trace::APIC_DROPPED,
             absl::StrCat(std::string(source), " SMI ignored: SMM not modelled"),
             -1, 0, 0, rid);
-      return false;
+      return MsiOutcome::kDiscarded;
     case DeliveryMode::kExtInt:
       Trace(trace::APIC_DROPPED,
             absl::StrCat(std::string(source),
                          " ExtINT rejected: no 8259 PIC behind this APIC"),
             -1, 0, 0, rid);
-      return false;
+      return MsiOutcome::kDiscarded;
     case DeliveryMode::kReserved3:
       break;
   }
   Trace(trace::APIC_DROPPED,
         absl::StrCat(std::string(source), " dropped: reserved delivery mode"),
         vector, 0, 0, rid);
-  return false;
+  return MsiOutcome::kDiscarded;
 }
 
 // SDM 11.5.3: errors are recorded in an internal register, made visible by
@@ -887,8 +890,9 @@ void LocalApic::EvaluateLint(int n) {
   }
   const bool active = lint_level_[0] != bool(lvt & apic::kLvtPolarityLow);
   if (!active) return;
-  if (AcceptFrom(lvt & apic::kLvtVector, true, DeliveryMode::kFixed, 0,
-                 "LINT0")) {
+  const MsiOutcome o = AcceptFrom(lvt & apic::kLvtVector, true, DeliveryMode::kFixed, 0,
+                                 "LINT0");
+  if (o == MsiOutcome::kAccepted || o == MsiOutcome::kCoalesced) {
     lvt |= apic::kLvtRemoteIrr;
   }
 }

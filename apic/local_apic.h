@@ -65,6 +65,7 @@
 #include "emu/event_queue.h"
 #include "emu/io.h"
 #include "emu/msi.h"
+#include "emu/msi_sink.h"
 #include "emu/trace.h"
 #include "emu/vcpu.h"
 
@@ -179,9 +180,11 @@ class LocalApic : public InterruptSource, public IoHandler {
   // `init`, StartUp calls `startup`, SMI is ignored, ExtINT is rejected
   // (both traced). Vectors 0-15 of fixed/lowest-priority messages are
   // illegal: ESR bit 6, not delivered (11.5.3). `requester_id` only labels
-  // the trace.
-  void Accept(uint8_t vector, bool trigger_level, DeliveryMode mode,
-              uint32_t requester_id = 0);
+  // the trace. Returns kAccepted (a new IRR bit, NMI, INIT, start-up),
+  // kCoalesced (the vector was already in the IRR, SDM 11.8.4) or
+  // kDiscarded (rejected, traced with the rule).
+  MsiOutcome Accept(uint8_t vector, bool trigger_level, DeliveryMode mode,
+                    uint32_t requester_id = 0);
   // Level of input pin LINT0 (n = 0) or LINT1 (n = 1), delivered per its LVT
   // (11.5.1): edge-triggered entries fire on the rising (active) edge;
   // level-triggered fixed entries set Remote IRR and fire again after the
@@ -221,6 +224,19 @@ class LocalApic : public InterruptSource, public IoHandler {
   std::optional<uint64_t> timer_deadline() const;
   uint32_t version() const;
 
+  // IRR bookkeeping for the interrupt accounting (emu/irq_ledger.h): every
+  // IRR bit that was set leaves only through an INTA (Acknowledge) or a
+  // reset, so at any time
+  //   irr_set == acknowledged + irr_cleared_by_reset + popcount(IRR).
+  struct IrrCounts {
+    uint64_t irr_set = 0;               // vector accepted into an empty IRR bit
+    uint64_t coalesced = 0;             // accepted while already in the IRR
+    uint64_t acknowledged = 0;          // IRR -> ISR (INTA)
+    uint64_t irr_cleared_by_reset = 0;  // IRR bits dropped by INIT / disable
+  };
+  const IrrCounts& irr_counts() const { return irr_counts_; }
+  int irr_popcount() const { return irr_.Count(); }
+
  private:
   // 256-bit vector set (IRR/ISR/TMR).
   class VectorSet {
@@ -233,6 +249,11 @@ class LocalApic : public InterruptSource, public IoHandler {
       return static_cast<uint32_t>(w_[i >> 1] >> (32 * (i & 1)));
     }
     void Reset() { w_ = {}; }
+    int Count() const {
+      int n = 0;
+      for (uint64_t w : w_) n += __builtin_popcountll(w);
+      return n;
+    }
 
    private:
     std::array<uint64_t, 4> w_{};
@@ -257,8 +278,8 @@ class LocalApic : public InterruptSource, public IoHandler {
   void SendIcr(const apic::IcrValue& icr, bool self_ipi_register);
   // Records `esr_bits` in the pending ESR and fires the error LVT.
   void RecordError(uint32_t esr_bits, std::string_view why, int vector = -1);
-  // Accept() with a source label for the trace; true if accepted.
-  bool AcceptFrom(uint8_t vector, bool trigger_level, DeliveryMode mode,
+  // Accept() with a source label for the trace.
+  MsiOutcome AcceptFrom(uint8_t vector, bool trigger_level, DeliveryMode mode,
                   uint32_t requester_id, std::string_view source);
   void EvaluateLint(int n);
 
@@ -300,6 +321,7 @@ class LocalApic : public InterruptSource, public IoHandler {
   uint32_t dfr_ = apic::kDfrFlat;
   uint32_t svr_ = apic::kSvrReset;
   VectorSet irr_, isr_, tmr_;
+  IrrCounts irr_counts_;
   uint32_t esr_ = 0;          // visible ESR (latched by the last write)
   uint32_t esr_pending_ = 0;  // errors since the last ESR write
   uint32_t icr_low_ = 0;

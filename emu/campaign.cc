@@ -650,6 +650,7 @@ SeedRunner ScenarioSeedRunner(const scenario::Scenario& s, const std::string& ba
     r.set_injected(counts.injected);
     r.set_end_time(report->run.time);
     r.set_detail(report->run.detail);
+    r.set_accounting(report->accounting);
     return r;
   };
 }

@@ -74,6 +74,7 @@ absl::StatusOr<std::unique_ptr<FaultInjector>> FaultInjector::Create(
         }
         break;
       case F::kMsi:
+      case F::kVanish:
         break;
     }
     if (f.has_on()) {
@@ -158,7 +159,7 @@ void FaultInjector::Apply(int index) {
       const MsiMessage msg(f.msi().address(), f.msi().data(),
                            static_cast<uint16_t>(f.msi().requester_id()));
       Note(index, absl::StrCat("MSI ", msg.ToString()));
-      m->msi_entry()->Signal(msg);
+      m->injected_msi_entry()->Signal(msg);
       break;
     }
     case F::kIrte: {
@@ -242,6 +243,12 @@ void FaultInjector::Apply(int index) {
       Note(index, absl::StrFormat("guest memory 0x%x+0x%x unreadable for the vIOMMU",
                                   f.unreadable().base(), f.unreadable().size()));
       break;
+    case F::kVanish: {
+      const uint32_t n = f.vanish().count() == 0 ? 1 : f.vanish().count();
+      m->device_msi_entry().LoseNext(n);
+      Note(index, absl::StrFormat("the next %u device MSI(s) vanish (accounting self-test)", n));
+      break;
+    }
     case F::KIND_NOT_SET:
       break;
   }

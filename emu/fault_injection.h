@@ -18,7 +18,8 @@
 // duplicated by the VMM; IEC invalidations skipped by the guest vIOMMU; a
 // spurious interrupt; the WCN6855 firmware firing a source (e.g. before
 // the driver is ready); guest memory holding the tables becoming
-// unreadable for the vIOMMU.
+// unreadable for the vIOMMU; device MSIs vanishing (`vanish`: the
+// self-test of the interrupt accounting, emu/irq_ledger.h).
 #ifndef IRQLAB_EMU_FAULT_INJECTION_H_
 #define IRQLAB_EMU_FAULT_INJECTION_H_
 

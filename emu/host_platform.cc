@@ -115,6 +115,12 @@ absl::Status HostPlatform::Init() {
   return absl::OkStatus();
 }
 
+void HostPlatform::AccountDeviceInterrupts(IrqLedger* ledger) {
+  device_entry_ = std::make_unique<AccountingMsiSink>(vtd_.get(), ledger,
+                                                      IrqSource::kHostDevice);
+  root_complex_->set_msi_sink(device_entry_.get());
+}
+
 void HostPlatform::RegWrite32(uint64_t reg, uint32_t value) {
   vtd_->Write(AccessOrigin::Cpu(0), reg, 4, value);
 }

@@ -61,6 +61,7 @@
 #include "emu/clock.h"
 #include "emu/event_queue.h"
 #include "emu/guest_ram.h"
+#include "emu/irq_ledger.h"
 #include "emu/trace.h"
 #include "iommu/vtd_unit.h"
 #include "pci/root_complex.h"
@@ -128,6 +129,9 @@ class HostPlatform : public HostIrqAllocator {
   ApicBus& apic_bus() { return *bus_; }
   AddressSpace& memory() { return memory_; }
   DmaSink* upstream() { return root_complex_.get(); }
+  // Interrupt accounting: physical devices' MSIs are recorded in `ledger`
+  // (not owned) as IrqSource::kHostDevice.
+  void AccountDeviceInterrupts(IrqLedger* ledger);
   // Host kernel log lines so far (DMAR fault lines).
   const std::vector<std::string>& log() const { return log_; }
   // Host interrupts handled, and those that arrived on a vector with no
@@ -176,6 +180,7 @@ class HostPlatform : public HostIrqAllocator {
   std::vector<std::unique_ptr<LocalApic>> lapics_;
   std::unique_ptr<VtdUnit> vtd_;
   std::unique_ptr<RootComplex> root_complex_;
+  std::unique_ptr<AccountingMsiSink> device_entry_;  // root complex -> VT-d
 
   // Volatile state.
   struct VectorOwner {

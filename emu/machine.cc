@@ -137,7 +137,10 @@ absl::Status Machine::Init() {
   IoApicConfig ioc;
   ioc.route_update_order = config_.ioapic_route_update;
   ioc.version = config_.ioapic_version;
-  ASSIGN_OR_RETURN(ioapic_, IoApic::Create(ioc, apic_bus_.get(), tracer_, this));
+  for (AccountingMsiSink* entry : {&device_entry_, &ioapic_entry_, &injected_entry_}) {
+    entry->set_next(apic_bus_.get());
+  }
+  ASSIGN_OR_RETURN(ioapic_, IoApic::Create(ioc, &ioapic_entry_, tracer_, this));
   RETURN_IF_ERROR(mmio_.Map(ioc.base, ioapic::kMmioSize, ioapic_.get(), "ioapic"));
   for (int n = 0; n < PcTestDevIrq::kNumLines; ++n) testdev_->line(n).Connect(ioapic_.get(), n);
   for (int i = 0; i < config_.cpus; ++i) {
@@ -183,7 +186,9 @@ absl::Status Machine::InitIommu(const MachineConfig::Device& spec) {
   ASSIGN_OR_RETURN(vtd_, VtdUnit::Create(vc, apic_bus_.get(), ram_.get(), this, tracer_));
   RETURN_IF_ERROR(mmio_.Map(vc.base, vtd::kRegisterFileSize, vtd_.get(), "intel-iommu"));
   // Interrupts: the IOAPIC's and the root complex's MSIs go through the unit.
-  ioapic_->set_sink(vtd_.get());
+  for (AccountingMsiSink* entry : {&device_entry_, &ioapic_entry_, &injected_entry_}) {
+    entry->set_next(vtd_.get());
+  }
   // DMA: translated by the remapper, faults recorded by the unit (7.2).
   // The remapper supports what the unit advertises in CAP/ECAP (ND, SAGAW, ...).
   dma_remapper_ = std::make_unique<vtd::DmaRemapper>(
@@ -200,12 +205,11 @@ absl::Status Machine::InitIommu(const MachineConfig::Device& spec) {
 }
 
 absl::Status Machine::InitPci() {
-  root_complex_ = std::make_unique<RootComplex>(ram_.get(), apic_bus_.get(), tracer_, this);
+  root_complex_ = std::make_unique<RootComplex>(ram_.get(), &device_entry_, tracer_, this);
   DmaSink* dma = root_complex_.get();
   for (const MachineConfig::Device& d : config_.devices) {
     if (d.name == "intel-iommu") {
       RETURN_IF_ERROR(InitIommu(d));
-      root_complex_->set_msi_sink(vtd_.get());
       dma = remapping_dma_.get();
     }
   }
@@ -246,12 +250,18 @@ absl::Status Machine::InitHost() {
   HostConfig hc = config_.host->config;
   if (hc.console == nullptr) hc.console = config_.console;
   ASSIGN_OR_RETURN(host_, HostPlatform::Create(hc, ram_.get(), this, &events_, tracer_));
+  host_->AccountDeviceInterrupts(&ledger_);
   irq_routes_ = std::make_unique<IrqRouteTable>(apic_bus_.get(), vtd_.get(), tracer_, this);
+  irq_routes_->set_ledger(&ledger_);
   // Posted interrupts (guest-owned MSI) land in the vCPU's local APIC.
   host_->set_vcpu_interrupt_sink([this](int vcpu, uint8_t vector) {
-    if (vcpu >= 0 && vcpu < num_cpus()) {
-      lapics_[vcpu]->Accept(vector, /*trigger_level=*/false, DeliveryMode::kFixed);
-    }
+    const MsiMessage m = MsiMessage::Compat(static_cast<uint32_t>(vcpu), vector, 0);
+    ledger_.Record(IrqSource::kPostedPir,
+                   vcpu >= 0 && vcpu < num_cpus()
+                       ? lapics_[vcpu]->Accept(vector, /*trigger_level=*/false,
+                                               DeliveryMode::kFixed)
+                       : MsiOutcome::kLost,
+                   m);
   });
   // The VM's IOMMU domain (vfio type1 container): guest RAM mapped IOVA =
   // guest-physical, as QEMU maps all guest memory for assigned devices.
@@ -455,10 +465,45 @@ RunResult Machine::Run(uint64_t max_time) {
     break;
   }
   result.time = now_;
+  CheckAccounting(result);
   serial_->Flush();
   Trace(trace::MACHINE, -1, absl::StrCat("run ended: ", OutcomeName(result.outcome),
                                          ": ", result.detail));
   return result;
+}
+
+void Machine::CheckAccounting(const RunResult& result) {
+  auto check_irr = [this](const LocalApic& a, std::string_view who) {
+    const LocalApic::IrrCounts& c = a.irr_counts();
+    const uint64_t left = c.acknowledged + c.irr_cleared_by_reset + a.irr_popcount();
+    if (c.irr_set != left) {
+      ledger_.AddViolation(absl::StrFormat(
+          "%s: %d interrupts entered the IRR but %d left it (%d acknowledged, %d "
+          "cleared by reset) or are pending (%d)",
+          who, c.irr_set, left, c.acknowledged, c.irr_cleared_by_reset, a.irr_popcount()));
+    }
+  };
+  for (int i = 0; i < num_cpus(); ++i) {
+    check_irr(*lapics_[i], absl::StrFormat("cpu %d local APIC", i));
+  }
+  if (host_ != nullptr) {
+    for (int i = 0; i < host_->config().cpus; ++i) {
+      check_irr(host_->cpu(i), absl::StrFormat("host cpu %d local APIC", i));
+    }
+  }
+  // A hang means no vCPU could run and no event was pending: a halted vCPU
+  // with IF=1 and a deliverable vector would have been woken (SDM 11.8.4).
+  if (result.outcome != RunResult::Outcome::kHang) return;
+  for (int i = 0; i < num_cpus(); ++i) {
+    const int v = lapics_[i]->PendingVector();
+    if (vcpus_[i]->state() == Vcpu::State::kHalted && InterruptsEnabled(*vcpus_[i]) &&
+        v >= 0) {
+      ledger_.AddViolation(absl::StrFormat(
+          "cpu %d: vector 0x%02x is deliverable (IRR, above PPR) but the halted vCPU "
+          "with interrupts enabled was never woken",
+          i, v));
+    }
+  }
 }
 
 void Machine::InjectInterrupt(int cpu, int vector) {

@@ -53,6 +53,7 @@
 #include "emu/clock.h"
 #include "emu/event_queue.h"
 #include "emu/guest_ram.h"
+#include "emu/irq_ledger.h"
 #include "emu/multiboot.h"
 #include "emu/trace.h"
 #include "emu/vcpu.h"
@@ -173,6 +174,14 @@ class Machine : public VcpuHost, public Clock {
   MsiSink* msi_entry() {
     return vtd_ != nullptr ? static_cast<MsiSink*>(vtd_.get()) : apic_bus_.get();
   }
+  // msi_entry() for messages the scenario injects (emu/fault_injection.h):
+  // accounted as IrqSource::kFaultInjection.
+  MsiSink* injected_msi_entry() { return &injected_entry_; }
+  // Where the root complex's MSIs (every guest PCI device's) enter.
+  AccountingMsiSink& device_msi_entry() { return device_entry_; }
+  // The run's interrupt accounting (emu/irq_ledger.h). Run() adds the
+  // end-of-run checks before it returns.
+  const IrqLedger& ledger() const { return ledger_; }
   // Device assignment (nullptr / empty without MachineConfig::host).
   HostPlatform* host() { return host_.get(); }
   IrqRouteTable* irq_routes() { return irq_routes_.get(); }
@@ -206,6 +215,11 @@ class Machine : public VcpuHost, public Clock {
   void Trace(Stage stage, int cpu, std::string_view detail, int vector = -1,
              uint64_t address = 0, uint64_t data = 0);
   std::string DescribeIdleCpus() const;
+  // End-of-run interrupt accounting checks (violations go to ledger_):
+  // every local APIC's IRR adds up (LocalApic::IrrCounts), and on a hang no
+  // halted vCPU with interrupts enabled has a deliverable vector pending
+  // (an accepted interrupt it was never woken for).
+  void CheckAccounting(const RunResult& result);
   // After a device or MSR access by the running vCPU: if it scheduled an
   // event inside the running slice (a LAPIC timer, a device completion),
   // end the slice there so the event fires on time (± one basic block).
@@ -217,6 +231,12 @@ class Machine : public VcpuHost, public Clock {
   const MachineConfig config_;
   Tracer* tracer_;
   Tracer null_tracer_;  // used when no tracer is given
+  // Interrupt accounting and the chain entries that record into it: device
+  // MSIs (root complex), the IOAPIC's messages, injected messages.
+  IrqLedger ledger_{this};
+  AccountingMsiSink device_entry_{nullptr, &ledger_, IrqSource::kDevice};
+  AccountingMsiSink ioapic_entry_{nullptr, &ledger_, IrqSource::kIoApic};
+  AccountingMsiSink injected_entry_{nullptr, &ledger_, IrqSource::kFaultInjection};
 
   // Runtime glue.
   EventQueue events_;

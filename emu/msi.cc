@@ -1,9 +1,23 @@
 #include "emu/msi.h"
 
 #include "absl/strings/str_format.h"
+#include "emu/msi_sink.h"
 #include "emu/trace.h"
 
 namespace irqlab {
+
+std::string_view MsiOutcomeName(MsiOutcome outcome) {
+  switch (outcome) {
+    case MsiOutcome::kAccepted: return "accepted";
+    case MsiOutcome::kCoalesced: return "coalesced";
+    case MsiOutcome::kPosted: return "posted";
+    case MsiOutcome::kFaulted: return "faulted";
+    case MsiOutcome::kDiscarded: return "discarded";
+    case MsiOutcome::kInjectedDrop: return "dropped (injected)";
+    case MsiOutcome::kLost: return "lost";
+  }
+  return "lost";
+}
 
 std::string_view DeliveryModeName(DeliveryMode mode) {
   switch (mode) {

@@ -286,6 +286,7 @@ bool ScenarioReport::passed() const {
 void ScenarioReport::Print(std::ostream& out) const {
   out << "run: " << OutcomeName(run.outcome) << " at t=" << run.time << " (" << run.detail
       << ")\n";
+  out << "interrupts: " << accounting << "\n";
   int failed = 0;
   for (const auto& e : expectations) {
     if (e.passed) {
@@ -516,6 +517,12 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
          absl::StrCat("outcome was ", OutcomeName(report.run.outcome), ": ",
                       report.run.detail)});
   }
+  const IrqLedger& ledger = machine->ledger();
+  report.accounting = ledger.Summary();
+  report.expectations.push_back(
+      {"interrupt accounting holds", ledger.holds(),
+       absl::StrCat(ledger.violation_count(), " violated: ",
+                    absl::StrJoin(ledger.violations(), "; "))});
   return report;
 }
 

@@ -53,7 +53,10 @@ struct ScenarioReport {
   std::string serial;
   std::vector<std::string> trace_lines;  // the text trace, one per event
   std::vector<std::string> host_log;     // host kernel log (device assignment)
+  // The scenario's expectations, then "interrupt accounting holds"
+  // (emu/irq_ledger.h), which every run must pass.
   std::vector<ExpectationResult> expectations;
+  std::string accounting;  // IrqLedger::Summary()
   bool passed() const;
   // "PASS: name" / "FAIL: name (detail)" lines and a summary.
   void Print(std::ostream& out) const;

@@ -681,27 +681,22 @@ VtdUnit::RemapResult VtdUnit::Remap(const MsiMessage& message) {
   return result;
 }
 
-void VtdUnit::Signal(const MsiMessage& message) {
-  const RemapResult r = Remap(message);
-  switch (r.kind) {
-    case RemapResult::kPassThrough:
-      downstream_->Signal(r.message);
-      break;
-    case RemapResult::kRemapped:
-      SendDownstream(r.message, r.destination, r.wide);
-      break;
-    case RemapResult::kPosted:
-    case RemapResult::kFaulted:
-      break;
-  }
+MsiOutcome VtdUnit::Signal(const MsiMessage& message) {
+  return DeliverRemapped(Remap(message));
 }
 
-void VtdUnit::DeliverRemapped(const RemapResult& result) {
-  if (result.kind == RemapResult::kRemapped) {
-    SendDownstream(result.message, result.destination, result.wide);
-  } else if (result.kind == RemapResult::kPassThrough) {
-    downstream_->Signal(result.message);
+MsiOutcome VtdUnit::DeliverRemapped(const RemapResult& result) {
+  switch (result.kind) {
+    case RemapResult::kPassThrough:
+      return downstream_->Signal(result.message);
+    case RemapResult::kRemapped:
+      return SendDownstream(result.message, result.destination, result.wide);
+    case RemapResult::kPosted:
+      return MsiOutcome::kPosted;
+    case RemapResult::kFaulted:
+      return MsiOutcome::kFaulted;
   }
+  return MsiOutcome::kLost;
 }
 
 bool VtdUnit::FetchIrte(const MsiMessage& message, uint32_t index,
@@ -860,13 +855,10 @@ void VtdUnit::Post(const MsiMessage& message, const CachedIrte& entry,
   }
 }
 
-void VtdUnit::SendDownstream(const MsiMessage& message, uint32_t destination,
-                             bool wide) {
-  if (wide) {
-    downstream_->SignalX2Apic(message, destination);
-  } else {
-    downstream_->Signal(message);
-  }
+MsiOutcome VtdUnit::SendDownstream(const MsiMessage& message, uint32_t destination,
+                                   bool wide) {
+  return wide ? downstream_->SignalX2Apic(message, destination)
+              : downstream_->Signal(message);
 }
 
 void VtdUnit::InterruptFault(const MsiMessage& message, uint8_t reason,

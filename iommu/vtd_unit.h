@@ -224,7 +224,8 @@ class VtdUnit : public IoHandler, public MsiSink {
              uint64_t value) override;
 
   // MsiSink: interrupt remapping (file comment): Remap() + delivery.
-  void Signal(const MsiMessage& message) override;
+  // kFaulted / kPosted, or the downstream sink's outcome.
+  MsiOutcome Signal(const MsiMessage& message) override;
 
   // The result of interrupt remapping for one request.
   struct RemapResult {
@@ -246,7 +247,8 @@ class VtdUnit : public IoHandler, public MsiSink {
   // remapped message is returned instead of being sent downstream.
   // DeliverRemapped(result) then sends it (Signal = Remap + DeliverRemapped).
   RemapResult Remap(const MsiMessage& message);
-  void DeliverRemapped(const RemapResult& result);
+  // kFaulted / kPosted for those results, else the downstream's outcome.
+  MsiOutcome DeliverRemapped(const RemapResult& result);
 
   // Guest-owned MSI (seed 000, fix (c); a proposal, NOT part of the VT-d
   // spec): compatibility-format requests from `requester_id` are not
@@ -283,10 +285,10 @@ class VtdUnit : public IoHandler, public MsiSink {
   void set_iec_listener(IecListener listener) {
     iec_listener_ = std::move(listener);
   }
-  void SignalX2Apic(const MsiMessage& message, uint32_t destination) override {
+  MsiOutcome SignalX2Apic(const MsiMessage& message, uint32_t destination) override {
     // A device cannot produce a 32-bit destination; treat as its message.
     (void)destination;
-    Signal(message);
+    return Signal(message);
   }
 
   // Records a fault detected elsewhere (the DMA side's DMA-remapping
@@ -367,8 +369,8 @@ class VtdUnit : public IoHandler, public MsiSink {
   size_t IecInvalidateIndex(uint32_t index, uint8_t mask);
   void Post(const MsiMessage& message, const CachedIrte& entry,
             uint32_t index);
-  void SendDownstream(const MsiMessage& message, uint32_t destination,
-                      bool wide);
+  MsiOutcome SendDownstream(const MsiMessage& message, uint32_t destination,
+                            bool wide);
 
   // Fault reporting. Record() writes a fault register (or sets PFO) and
   // raises the fault event; *slot = register index when recorded.

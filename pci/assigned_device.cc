@@ -60,6 +60,15 @@ bool IrqRouteTable::cached(int gsi) const {
 }
 
 void IrqRouteTable::Fire(int gsi) {
+  const MsiOutcome o = Deliver(gsi);
+  if (ledger_ != nullptr) {
+    auto it = routes_.find(gsi);
+    ledger_->Record(IrqSource::kVmmRoute, o,
+                    it != routes_.end() ? it->second.message : MsiMessage(0, 0, 0));
+  }
+}
+
+MsiOutcome IrqRouteTable::Deliver(int gsi) {
   if (fault_drop_ > 0 || fault_duplicate_ > 0) [[unlikely]] {
     if (fault_drop_ > 0) {
       --fault_drop_;
@@ -68,7 +77,7 @@ void IrqRouteTable::Fire(int gsi) {
         tracer_->Emit(clock_->Now(), trace::FAULT_INJECT, -1,
                       absl::StrFormat("vmm: gsi %d: routed interrupt dropped (injected)", gsi));
       }
-      return;
+      return MsiOutcome::kInjectedDrop;
     }
     --fault_duplicate_;
     ++stats_.duplicated_by_fault;
@@ -76,10 +85,10 @@ void IrqRouteTable::Fire(int gsi) {
       tracer_->Emit(clock_->Now(), trace::FAULT_INJECT, -1,
                     absl::StrFormat("vmm: gsi %d: routed interrupt delivered twice (injected)", gsi));
     }
-    Fire(gsi);  // once more below
+    Fire(gsi);  // the injected copy, accounted as its own message; the original below
   }
   auto it = routes_.find(gsi);
-  if (it == routes_.end()) return;
+  if (it == routes_.end()) return MsiOutcome::kLost;
   Route& r = it->second;
   // Trace details are built only when tracing (a formatted std::string per
   // interrupt would cost more than the whole fast path).
@@ -88,8 +97,7 @@ void IrqRouteTable::Fire(int gsi) {
     // KVM MSI route: the guest message is delivered as is.
     ++stats_.fast;
     if (tracing) Trace(r, gsi, "fast path", r.message.Vector(), r.message.address, r.message.data);
-    apic_bus_->Signal(r.message);
-    return;
+    return apic_bus_->Signal(r.message);
   }
   if (r.cached) {
     ++stats_.fast;
@@ -98,12 +106,8 @@ void IrqRouteTable::Fire(int gsi) {
       Trace(r, gsi, absl::StrFormat("fast path (cached guest IRTE 0x%x)", t.index),
             t.message.Vector(), t.message.address, t.message.data);
     }
-    if (t.wide) {
-      apic_bus_->SignalX2Apic(t.message, t.destination);
-    } else {
-      apic_bus_->Signal(t.message);
-    }
-    return;
+    return t.wide ? apic_bus_->SignalX2Apic(t.message, t.destination)
+                  : apic_bus_->Signal(t.message);
   }
   // Slow path: translate now, through the guest's vIOMMU (faults happen
   // here, at delivery time), then re-install the fast path.
@@ -120,22 +124,21 @@ void IrqRouteTable::Fire(int gsi) {
                               t.index),
               t.message.Vector(), t.message.address, t.message.data);
       }
-      viommu_->DeliverRemapped(t);
-      break;
+      return viommu_->DeliverRemapped(t);
     case VtdUnit::RemapResult::kPassThrough:
       if (tracing) Trace(r, gsi, "slow path: passed through by the guest vIOMMU (not cached)",
             t.message.Vector(), t.message.address, t.message.data);
-      viommu_->DeliverRemapped(t);
-      break;
+      return viommu_->DeliverRemapped(t);
     case VtdUnit::RemapResult::kPosted:
       if (tracing) Trace(r, gsi, "slow path: posted by the guest vIOMMU");
-      break;
+      return MsiOutcome::kPosted;
     case VtdUnit::RemapResult::kFaulted:
       ++stats_.faulted;
       if (tracing) Trace(r, gsi, "slow path: blocked by the guest vIOMMU (fault raised)", -1,
             r.message.address, r.message.data);
-      break;
+      return MsiOutcome::kFaulted;
   }
+  return MsiOutcome::kLost;
 }
 
 void IrqRouteTable::Invalidate(bool global, uint32_t index, uint8_t mask) {

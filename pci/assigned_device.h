@@ -59,6 +59,7 @@
 
 #include "absl/status/statusor.h"
 #include "emu/msi.h"
+#include "emu/irq_ledger.h"
 #include "emu/msi_sink.h"
 #include "emu/trace.h"
 #include "iommu/vtd_unit.h"
@@ -90,8 +91,12 @@ class IrqRouteTable {
   // Replaces the message (drops the cached translation).
   void UpdateRoute(int gsi, const MsiMessage& message);
   void RemoveRoute(int gsi);
-  // The host event of `gsi` fired (irqfd): inject into the guest.
+  // The host event of `gsi` fired (irqfd): inject into the guest, and
+  // record the outcome in the ledger (if set) as a kVmmRoute interrupt. A
+  // gsi without a route loses the interrupt (kLost: a VMM defect).
   void Fire(int gsi);
+  // Interrupt accounting (emu/irq_ledger.h); not owned, may be null.
+  void set_ledger(IrqLedger* ledger) { ledger_ = ledger; }
   // Drops cached translations whose cookie (guest IRTE index) is in the
   // invalidated range; O(k) in the routes dropped.
   void Invalidate(bool global, uint32_t index, uint8_t mask);
@@ -113,6 +118,7 @@ class IrqRouteTable {
     VtdUnit::RemapResult translation;  // valid when cached
     std::multimap<uint32_t, int>::iterator cookie;
   };
+  MsiOutcome Deliver(int gsi);  // Fire() without the accounting
   void Drop(Route& route);
   void Trace(const Route& r, int gsi, const std::string& detail, int vector = -1,
              uint64_t address = 0, uint64_t data = 0);
@@ -127,6 +133,7 @@ class IrqRouteTable {
   IrqRouteStats stats_;
   uint32_t fault_drop_ = 0;
   uint32_t fault_duplicate_ = 0;
+  IrqLedger* ledger_ = nullptr;
 };
 
 struct AssignmentOptions {

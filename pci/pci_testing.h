@@ -38,7 +38,10 @@ namespace irqlab {
 
 class RecordingMsiSink : public MsiSink {
  public:
-  void Signal(const MsiMessage& message) override { messages.push_back(message); }
+  MsiOutcome Signal(const MsiMessage& message) override {
+    messages.push_back(message);
+    return MsiOutcome::kAccepted;
+  }
   std::vector<MsiMessage> messages;
 };
 

@@ -43,8 +43,9 @@ const AccessOrigin kCpu0 = AccessOrigin::Cpu(0);
 
 class RecordingSink : public MsiSink {
  public:
-  void Signal(const MsiMessage& message) override {
+  MsiOutcome Signal(const MsiMessage& message) override {
     messages.push_back(message);
+    return MsiOutcome::kAccepted;
   }
   std::vector<MsiMessage> messages;
 };
@@ -903,7 +904,15 @@ class CheckingSink : public MsiSink {
   CheckingSink(const TraceRecorder* trace, RouteUpdateOrder order)
       : trace_(trace), order_(order) {}
   void set_ioapic(const IoApic* ioapic) { ioapic_ = ioapic; }
-  void Signal(const MsiMessage& m) override {
+  MsiOutcome Signal(const MsiMessage& m) override {
+    Check(m);
+    return MsiOutcome::kAccepted;
+  }
+  uint64_t count = 0;
+  uint64_t stale = 0;
+
+ private:
+  void Check(const MsiMessage& m) {
     ++count;
     ASSERT_NE(ioapic_, nullptr);
     ASSERT_FALSE(trace_->events().empty());
@@ -925,10 +934,7 @@ class CheckingSink : public MsiSink {
       ++stale;
     }
   }
-  uint64_t count = 0;
-  uint64_t stale = 0;
 
- private:
   const TraceRecorder* trace_;
   const IoApic* ioapic_ = nullptr;
   RouteUpdateOrder order_;

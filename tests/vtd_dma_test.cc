@@ -51,8 +51,9 @@ int Shift(int level) { return 12 + 9 * (level - 1); }
 
 class RecordingMsiSink : public MsiSink {
  public:
-  void Signal(const MsiMessage& message) override {
+  MsiOutcome Signal(const MsiMessage& message) override {
     messages.push_back(message);
+    return MsiOutcome::kAccepted;
   }
   std::vector<MsiMessage> messages;
 };
@@ -448,8 +449,10 @@ TEST_F(VtdDmaTest, ReservedBitsInContextEntryFaultBh) {
 TEST_F(VtdDmaTest, OptionsFromCapMatchTheUnitsRegisters) {
   class NullSink : public MsiSink {
    public:
-    void Signal(const MsiMessage&) override {}
-    void SignalX2Apic(const MsiMessage&, uint32_t) override {}
+    MsiOutcome Signal(const MsiMessage&) override { return MsiOutcome::kAccepted; }
+    MsiOutcome SignalX2Apic(const MsiMessage&, uint32_t) override {
+      return MsiOutcome::kAccepted;
+    }
   } sink;
   ManualClock clock;
   auto unit_ram = GuestRam::Create(1 << 20);

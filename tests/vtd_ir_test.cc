@@ -43,13 +43,15 @@ struct Delivery {
 
 class RecordingSink : public MsiSink {
  public:
-  void Signal(const MsiMessage& m) override {
+  MsiOutcome Signal(const MsiMessage& m) override {
     got.push_back({m, m.DestinationId(), false});
     if (m.requester_id != kUnitRid) ++interrupts;
+    return MsiOutcome::kAccepted;
   }
-  void SignalX2Apic(const MsiMessage& m, uint32_t destination) override {
+  MsiOutcome SignalX2Apic(const MsiMessage& m, uint32_t destination) override {
     got.push_back({m, destination, true});
     if (m.requester_id != kUnitRid) ++interrupts;
+    return MsiOutcome::kAccepted;
   }
   std::vector<Delivery> got;
   size_t interrupts = 0;  // deliveries other than the unit's own events
@@ -359,7 +361,10 @@ TEST_F(VtdIrTest, X2ApicDestinationWithEime) {
 // destination id convention (address bits 11:5).
 TEST(MsiSinkTest, DefaultSignalX2ApicUsesExtendedDestinationId) {
   struct Plain : MsiSink {
-    void Signal(const MsiMessage& m) override { got.push_back(m); }
+    MsiOutcome Signal(const MsiMessage& m) override {
+      got.push_back(m);
+      return MsiOutcome::kAccepted;
+    }
     std::vector<MsiMessage> got;
   } plain;
   plain.SignalX2Apic(MsiMessage::Compat(0x23, 0x41, kDev), 0x123);

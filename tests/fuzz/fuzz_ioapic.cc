@@ -24,10 +24,11 @@ namespace {
 class CheckingSink : public MsiSink {
  public:
   explicit CheckingSink(uint16_t rid) : rid_(rid) {}
-  void Signal(const MsiMessage& m) override {
+  MsiOutcome Signal(const MsiMessage& m) override {
     FUZZ_CHECK(m.requester_id == rid_);
     FUZZ_CHECK(m.InMsiWindow());
     ++count_;
+    return MsiOutcome::kAccepted;
   }
   uint64_t count() const { return count_; }
 
