@@ -270,6 +270,7 @@ absl::Status Machine::InitHost() {
   co.doorbell_base = config_.host->msi_doorbell_iova;
   container_ = std::make_unique<VfioContainer>(co, host_->upstream(), tracer_, this,
                                                [this](const std::string& l) { host_->Log(l); });
+  container_->set_ledger(&ledger_);
   if (absl::Status s = container_->MapDma(0, config_.ram_bytes, 0); !s.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(co.msi_bypass ? "machine.ram: " : "machine.host.msi_doorbell_iova: ",

@@ -28,7 +28,9 @@ enum class MsiOutcome : uint8_t {
   kPosted,
   // Blocked by interrupt remapping with a fault (VT-d 5.1.4.1, 7.1): recorded
   // in the fault recording registers, or counted as an overflow (PFO), or
-  // not recorded because the IRTE says FPD; always traced as IR_FAULT.
+  // not recorded because the IRTE says FPD; always traced as IR_FAULT. Also
+  // a write to an MSI doorbell the IOMMU does not map, where MSI writes are
+  // translated (pci/vfio_container.h; a DMA fault, traced as DMA_FAULT).
   kFaulted,
   // Discarded by an architectural rule, traced with the rule: outside the
   // 0xFEExxxxx window, remappable format without remapping, reserved delivery

@@ -1,5 +1,6 @@
 #include "pci/vfio_container.h"
 
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -124,7 +125,17 @@ absl::Status VfioContainer::Write(uint16_t requester_id, uint64_t address,
     return downstream_->Write(requester_id, address, data);
   }
   const std::optional<uint64_t> t = Translate(address, data.size());
-  if (!t) return Fault(requester_id, address, /*write=*/true);
+  if (!t) {
+    if (ledger_ != nullptr && !options_.msi_bypass && data.size() == 4 &&
+        address >= options_.doorbell_base &&
+        address < options_.doorbell_base + kMsiWindowSize) {
+      uint32_t value;
+      std::memcpy(&value, data.data(), 4);
+      ledger_->Record(IrqSource::kHostDevice, MsiOutcome::kFaulted,
+                      MsiMessage(address, value, requester_id));
+    }
+    return Fault(requester_id, address, /*write=*/true);
+  }
   return downstream_->Write(requester_id, *t, data);
 }
 

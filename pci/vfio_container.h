@@ -32,6 +32,7 @@
 
 #include "absl/status/status.h"
 #include "emu/clock.h"
+#include "emu/irq_ledger.h"
 #include "emu/trace.h"
 #include "pci/root_complex.h"
 
@@ -74,6 +75,10 @@ class VfioContainer : public DmaSink {
   absl::Status MapDoorbell();
   void UnmapDoorbell();
   bool doorbell_mapped() const { return doorbell_mapped_; }
+  // Interrupt accounting (emu/irq_ledger.h; not owned, may be null): a
+  // write into an unmapped doorbell range is an interrupt the device raised
+  // and the IOMMU blocked, recorded as IrqSource::kHostDevice, kFaulted.
+  void set_ledger(IrqLedger* ledger) { ledger_ = ledger; }
   uint64_t faults() const { return faults_; }
 
   // DmaSink.
@@ -101,6 +106,7 @@ class VfioContainer : public DmaSink {
   std::map<uint64_t, Mapping> mappings_;  // by IOVA start
   bool doorbell_mapped_ = false;
   uint64_t faults_ = 0;
+  IrqLedger* ledger_ = nullptr;
 };
 
 }  // namespace irqlab

@@ -29,3 +29,7 @@ irqlab_accounting(stale_route ${S}/vfio/stale_route.textproto 0
 # The self-test: every scenario expectation passes, the accounting does not.
 irqlab_accounting(vanish_is_a_violation ${CMAKE_CURRENT_SOURCE_DIR}/accounting/vanish.textproto 1
   "interrupts: 4 raised: device 4 \\(accepted 3, lost 1\\); accounting violated: 1 violation, first: t=[0-9]+ device interrupt fee00000/00000040 rid=00:03.0 .*\nFAIL: interrupt accounting holds \\(1 violated: t=[0-9]+ device interrupt fee00000/00000040 rid=00:03.0 \\(compat dest 0x0 vec 0x40 fixed physical edge\\) vanished: .*\\)\n5 passed, 1 failed\n")
+# Seed 001: the device's MSI write to an unmapped doorbell is a DMA fault,
+# accounted as an interrupt the IOMMU blocked.
+irqlab_accounting(doorbell_unmapped ${S}/vfio/doorbell_unmapped.textproto 0
+  "\ninterrupts: 1 raised: host-device 1 \\(faulted 1\\); accounting holds\n")
