@@ -2,12 +2,22 @@
 //
 // Interrupt remapping ([VT-d] 5.1.4): a remappable-format MSI through the
 // VtdUnit (IRE=1, IRTE present) -> ApicBus -> LocalApic accept (IRR set),
-// ns per interrupt, for 1 and 256 CPUs (local APICs in x2APIC mode, ids
-// 0..N-1, target N/2, IRTEs in xAPIC format, EIME=0):
+// ns per interrupt, for 1 to 4096 CPUs (local APICs in x2APIC mode, ids
+// 0..N-1, target N/2). Arguments:
+//   cpus     number of local APICs on the bus
+//   irta_s   IRTA.S: the table has 2^(S+1) entries (7: 256, 11: 4,096,
+//            15: 65,536); the 224 IRTEs used are spread evenly over it
+//            (index 2^(S+1)/256 * i), so a large table is really touched
+//   eime     IRTA.EIME: 0 = xAPIC-format IRTEs (8-bit DST[15:8], at most
+//            256 CPUs), 1 = x2APIC format (32-bit DST, the unit calls
+//            ApicBus::SignalX2Apic), as Linux with x2APIC
+//   logical  (EIME=1 only) IRTE DM=1 with an x2APIC cluster destination
+//            (id >> 4) << 16 | 1 << (id & 15), as Linux's default
+//            x2apic_cluster mode writes; 0 = physical destination
 //   BM_IrRemapIecHit             IRTE decoded once, then from the interrupt
-//                                entry cache; second arg = IRTA.S (7: 256
-//                                entries, 15: 65,536) — the hit cost must not
-//                                depend on the table size
+//                                entry cache — the hit cost must not
+//                                depend on the table size or the number of
+//                                CPUs
 //   BM_IrRemapIecMiss            IEC capacity 0: the IRTE is read from guest
 //                                memory and decoded on every interrupt
 //   BM_IrRemapIecInvalidateEach  an index-selective IEC invalidation
@@ -17,9 +27,9 @@
 //   BM_DirectApicAccept          no IOMMU: the same compatibility MSI straight
 //                                into ApicBus (as apic_bench's
 //                                BM_MsiToLapicAccept)
-// Every iteration uses the next of 224 vectors (0x20..0xFF, IRTE i ->
-// vector 0x20 + i) so each is a real IRR update; the target's IRR is drained
-// outside the timed region every 224 interrupts (as apic_bench.cc).
+// Every iteration uses the next of 224 vectors (0x20..0xFF, the i-th IRTE
+// -> vector 0x20 + i) so each is a real IRR update; the target's IRR is
+// drained outside the timed region every 224 interrupts (as apic_bench.cc).
 //
 // DMA remapping ([VT-d] 3.4.2, 6.2.4): DmaRemapper::Translate of a 4 KiB
 // page of a 3-level (AW 39) mapping, requester 00:03.0, cycling over 64
@@ -60,6 +70,11 @@ constexpr uint64_t kQueue = 0x10000;  // invalidation queue, 4 KiB
 constexpr uint64_t kIrt = 0x100000;   // up to 65,536 * 16 bytes = 1 MiB
 const AccessOrigin kCpu = AccessOrigin::Cpu(0);
 
+// Index of the i-th IRTE in use (i < 224) in a table of 2^(irta_s+1).
+uint16_t IrteIndex(unsigned irta_s, int i) {
+  return static_cast<uint16_t>(((2u << irta_s) / 256) * static_cast<unsigned>(i));
+}
+
 struct Platform : X2ApicPlatform {
   std::unique_ptr<GuestRam> ram;
   std::unique_ptr<VtdUnit> unit;
@@ -69,9 +84,12 @@ struct Platform : X2ApicPlatform {
   explicit Platform(int cpus) : X2ApicPlatform(cpus), target(cpus / 2) {}
 
   // The unit with IR enabled the way Linux does it: QI, IRTA + SIRTP,
-  // global IEC invalidation, IRE. IRTE i (i < 224) -> vector 0x20 + i on
-  // the target. Returns false if the unit did not come up.
-  bool InitUnit(unsigned irta_s, uint32_t iec_capacity) {
+  // global IEC invalidation, IRE. IRTE IrteIndex(irta_s, i) (i < 224) ->
+  // vector 0x20 + i on the target (see the file comment for `eime` and
+  // `logical`). Returns false if the unit did not come up.
+  bool InitUnit(unsigned irta_s, uint32_t iec_capacity, bool eime = false,
+                bool logical = false) {
+    if (!eime && (target > 0xFF || logical)) return false;  // not expressible
     auto r = GuestRam::Create(kRamSize);
     if (!r.ok()) return false;
     ram = std::move(*r);
@@ -80,22 +98,27 @@ struct Platform : X2ApicPlatform {
     auto u = VtdUnit::Create(vc, bus.get(), ram.get(), &events, &tracer);
     if (!u.ok()) return false;
     unit = std::move(*u);
+    const uint32_t dest =
+        logical ? (static_cast<uint32_t>(target >> 4) << 16) | (1u << (target & 15))
+                : static_cast<uint32_t>(target);
     for (int i = 0; i < kVectors; ++i) {
-      const vtd::Irte e = vtd::Irte::Remapped(
-          {.vector = static_cast<uint8_t>(kFirstVector + i),
-           .destination = static_cast<uint32_t>(target)});
-      ram->Store<uint64_t>(kIrt + 16 * i, e.lo);
-      ram->Store<uint64_t>(kIrt + 16 * i + 8, e.hi);
+      const vtd::Irte e = vtd::Irte::Remapped({.vector = static_cast<uint8_t>(kFirstVector + i),
+                                               .destination = dest,
+                                               .eime = eime,
+                                               .dest_logical = logical});
+      const uint64_t at = kIrt + 16 * uint64_t{IrteIndex(irta_s, i)};
+      ram->Store<uint64_t>(at, e.lo);
+      ram->Store<uint64_t>(at + 8, e.hi);
     }
     unit->Write(kCpu, vtd::kIqaReg, 8, kQueue);
     unit->Write(kCpu, vtd::kIqtReg, 8, 0);
     Command(vtd::Gcmd::kQie);
-    unit->Write(kCpu, vtd::kIrtaReg, 8, kIrt | irta_s);
+    unit->Write(kCpu, vtd::kIrtaReg, 8, kIrt | irta_s | (eime ? vtd::Irta::kEime : 0));
     Command(vtd::Gcmd::kSirtp);
     Submit(vtd::qi::IecGlobal());
     Command(vtd::Gcmd::kIre);
     return unit->interrupt_remapping_enabled() &&
-           unit->irta().entries() == (2u << irta_s);
+           unit->irta().entries() == (2u << irta_s) && unit->irta().eime() == eime;
   }
   void Command(uint32_t bit) {
     const uint32_t status =
@@ -118,17 +141,16 @@ struct Platform : X2ApicPlatform {
   }
 };
 
-std::vector<MsiMessage> RemappableMessages() {
+std::vector<MsiMessage> RemappableMessages(unsigned irta_s = 7) {
   std::vector<MsiMessage> msgs;
   for (int i = 0; i < kVectors; ++i) {
-    msgs.push_back(MsiMessage::Remappable(static_cast<uint16_t>(i),
-                                          /*shv=*/false, 0, kDevRid));
+    msgs.push_back(MsiMessage::Remappable(IrteIndex(irta_s, i), /*shv=*/false, 0, kDevRid));
   }
   return msgs;
 }
 
 // Common loop: Signal msgs[i] through `sink`, optionally preceded by an
-// index-selective IEC invalidation of index i.
+// index-selective IEC invalidation of index i (irta_s 7: IRTE index == i).
 void RunRemap(benchmark::State& state, Platform& p, MsiSink* sink,
               const std::vector<MsiMessage>& msgs, bool invalidate_each) {
   int i = 0;
@@ -159,37 +181,55 @@ void ReportUnit(benchmark::State& state, const VtdUnit& unit) {
 
 void BM_IrRemapIecHit(benchmark::State& state) {
   Platform p(static_cast<int>(state.range(0)));
-  if (!p.InitUnit(static_cast<unsigned>(state.range(1)), 65536)) {
+  const unsigned irta_s = static_cast<unsigned>(state.range(1));
+  if (!p.InitUnit(irta_s, 65536, state.range(2) != 0, state.range(3) != 0)) {
     state.SkipWithError("VT-d unit set-up failed");
     return;
   }
-  const std::vector<MsiMessage> msgs = RemappableMessages();
+  const std::vector<MsiMessage> msgs = RemappableMessages(irta_s);
   for (const MsiMessage& m : msgs) p.unit->Signal(m);  // warm the IEC
   p.Drain();
   RunRemap(state, p, p.unit.get(), msgs, false);
   ReportUnit(state, *p.unit);
 }
+// Rows 1-4: xAPIC-format IRTEs (EIME=0). Then the CPU sweep 1 -> 4096 with
+// x2APIC IRTEs and physical destinations, the table sweep 256 -> 65,536
+// at 4096 CPUs, and the CPU sweep with logical (cluster) destinations.
 BENCHMARK(BM_IrRemapIecHit)
-    ->ArgNames({"cpus", "irta_s"})
-    ->Args({1, 7})
-    ->Args({256, 7})
-    ->Args({1, 15})
-    ->Args({256, 15});
+    ->ArgNames({"cpus", "irta_s", "eime", "logical"})
+    ->Args({1, 7, 0, 0})
+    ->Args({256, 7, 0, 0})
+    ->Args({1, 15, 0, 0})
+    ->Args({256, 15, 0, 0})
+    ->Args({1, 7, 1, 0})
+    ->Args({8, 7, 1, 0})
+    ->Args({256, 7, 1, 0})
+    ->Args({4096, 7, 1, 0})
+    ->Args({4096, 11, 1, 0})
+    ->Args({4096, 15, 1, 0})
+    ->Args({1, 7, 1, 1})
+    ->Args({8, 7, 1, 1})
+    ->Args({256, 7, 1, 1})
+    ->Args({4096, 7, 1, 1});
 
 void BM_IrRemapIecMiss(benchmark::State& state) {
   Platform p(static_cast<int>(state.range(0)));
-  if (!p.InitUnit(7, /*iec_capacity=*/0)) {
+  if (!p.InitUnit(7, /*iec_capacity=*/0, state.range(1) != 0)) {
     state.SkipWithError("VT-d unit set-up failed");
     return;
   }
   RunRemap(state, p, p.unit.get(), RemappableMessages(), false);
   ReportUnit(state, *p.unit);
 }
-BENCHMARK(BM_IrRemapIecMiss)->ArgName("cpus")->Arg(1)->Arg(256);
+BENCHMARK(BM_IrRemapIecMiss)
+    ->ArgNames({"cpus", "eime"})
+    ->Args({1, 0})
+    ->Args({256, 0})
+    ->Args({4096, 1});
 
 void BM_IrRemapIecInvalidateEach(benchmark::State& state) {
   Platform p(static_cast<int>(state.range(0)));
-  if (!p.InitUnit(7, 65536)) {
+  if (!p.InitUnit(7, 65536, state.range(1) != 0)) {
     state.SkipWithError("VT-d unit set-up failed");
     return;
   }
@@ -197,7 +237,11 @@ void BM_IrRemapIecInvalidateEach(benchmark::State& state) {
   ReportUnit(state, *p.unit);
   if (p.unit->stats().iec_hits != 0) state.SkipWithError("IEC hit after invalidation");
 }
-BENCHMARK(BM_IrRemapIecInvalidateEach)->ArgName("cpus")->Arg(1)->Arg(256);
+BENCHMARK(BM_IrRemapIecInvalidateEach)
+    ->ArgNames({"cpus", "eime"})
+    ->Args({1, 0})
+    ->Args({256, 0})
+    ->Args({4096, 1});
 
 void BM_DirectApicAccept(benchmark::State& state) {
   Platform p(static_cast<int>(state.range(0)));
