@@ -68,7 +68,17 @@ Usage:
       [--initrd=FILE] [--device=NAME[,key=value...]]... [--cpu=-x2apic]
       [--trace=...] [--max_time=T]       devices: edu, irqlab-testdev, wcn6855,
                                  irqlab-nic, intel-iommu[,intremap=on|off][,eim=on|off]
-                                 [,posted=on|off]
+                                 [,posted=on|off][,cfi=on|off]
+                                 [,devtlb=off|on|noanswer|badcompletion]
+      intel-iommu options: intremap = ECAP.IR + DMAR INTR_REMAP (default on);
+        eim = ECAP.EIM, x2APIC ids (on); posted = CAP.PI (off); cfi = the
+        guest's VT-d library sets GCMD.CFI after IRE, so compatibility-format
+        MSIs/RTEs pass instead of faulting 0x25 (only while IRTA.EIME=0;
+        passed as irqlab.vtd_cfi=1|0 on the kernel command line to guests
+        using vtd_ir_enable(), e.g. vtd_qi; absent or off: CFI stays clear,
+        as Linux); devtlb = ECAP.DT and how endpoints
+        answer device-TLB invalidations: off (DT=0, accepted), on (completed),
+        noanswer (time-out: FSTS.ITE), badcompletion (FSTS.ICE)
   irqlab kernels                 list the built-in guest kernels
   irqlab test DIR...             run every *.textproto under DIR (recursively,
       [--junit=out.xml]          sorted) as a regression suite: PASS/FAIL per

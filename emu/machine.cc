@@ -94,11 +94,12 @@ absl::StatusOr<std::unique_ptr<Machine>> Machine::Create(
     }
     for (const auto& [key, value] : d.options) {
       const bool known_option = d.name == "intel-iommu" &&
-                                (key == "intremap" || key == "eim" || key == "posted");
+                                (key == "intremap" || key == "eim" || key == "posted" ||
+                                 key == "cfi" || key == "devtlb");
       if (!known_option) {
         return absl::InvalidArgumentError(absl::StrFormat(
             "machine.devices[%d]: device \"%s\" has no option \"%s\"%s", i, d.name, key,
-            d.name == "intel-iommu" ? " (options: intremap, eim, posted)" : ""));
+            d.name == "intel-iommu" ? " (options: intremap, eim, posted, cfi, devtlb)" : ""));
       }
     }
   }
@@ -183,6 +184,26 @@ absl::Status Machine::InitIommu(const MachineConfig::Device& spec) {
   ASSIGN_OR_RETURN(vc.interrupt_remapping, OnOffOption(spec, index, "intremap", true));
   ASSIGN_OR_RETURN(vc.extended_interrupt_mode, OnOffOption(spec, index, "eim", true));
   ASSIGN_OR_RETURN(vc.posted_interrupts, OnOffOption(spec, index, "posted", false));
+  // cfi: guest software policy (GCMD.CFI is a command, not a capability),
+  // passed on the kernel command line by LoadKernel(); validated here.
+  RETURN_IF_ERROR(OnOffOption(spec, index, "cfi", false).status());
+  // devtlb: ECAP.DT and how endpoints answer device-TLB invalidations.
+  if (auto it = spec.options.find("devtlb"); it != spec.options.end()) {
+    using DeviceTlb = VtdConfig::DeviceTlb;
+    static const std::map<std::string, DeviceTlb> kModes = {
+        {"off", DeviceTlb::kNone},
+        {"on", DeviceTlb::kAnswer},
+        {"noanswer", DeviceTlb::kNoAnswer},
+        {"badcompletion", DeviceTlb::kBadCompletion}};
+    auto mode = kModes.find(it->second);
+    if (mode == kModes.end()) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "machine.devices[%d]: intel-iommu option devtlb must be off, on, noanswer or "
+          "badcompletion, got \"%s\"",
+          index, it->second));
+    }
+    vc.device_tlb = mode->second;
+  }
   ASSIGN_OR_RETURN(vtd_, VtdUnit::Create(vc, apic_bus_.get(), ram_.get(), this, tracer_));
   RETURN_IF_ERROR(mmio_.Map(vc.base, vtd::kRegisterFileSize, vtd_.get(), "intel-iommu"));
   // Interrupts: the IOAPIC's and the root complex's MSIs go through the unit.
@@ -329,7 +350,17 @@ absl::Status Machine::InitHost() {
 absl::Status Machine::LoadKernel(absl::Span<const uint8_t> image,
                                  std::string_view cmdline,
                                  const std::vector<MultibootModule>& modules) {
-  ASSIGN_OR_RETURN(MultibootBoot boot, LoadMultiboot(image, cmdline, modules, ram_.get()));
+  // --device=intel-iommu,cfi=on|off: tell the guest's VT-d library whether
+  // to set GCMD.CFI after enabling interrupt remapping (irqlab.vtd_cfi=1|0).
+  std::string full_cmdline(cmdline);
+  for (const MachineConfig::Device& d : config_.devices) {
+    auto it = d.options.find("cfi");
+    if (d.name != "intel-iommu" || it == d.options.end()) continue;
+    absl::StrAppend(&full_cmdline, full_cmdline.empty() ? "" : " ",
+                    "irqlab.vtd_cfi=", it->second == "on" ? "1" : "0");
+  }
+  ASSIGN_OR_RETURN(MultibootBoot boot,
+                   LoadMultiboot(image, full_cmdline, modules, ram_.get()));
   RETURN_IF_ERROR(vcpus_[0]->SetMultibootEntry(boot.entry, boot.eax, boot.ebx));
   // ACPI RSDP/XSDT/MADT/MCFG (+ DMAR with the IOMMU) in the BIOS area, where
   // an ACPI-aware kernel looks for them.

@@ -78,7 +78,10 @@ struct MachineConfig {
   // "wcn6855" (00:05.0, devices/wcn6855.h), "irqlab-nic" (00:06.0,
   // devices/sriov_nic.h) and "intel-iommu" (VT-d at
   // 0xFED90000 in front of every PCI device and the IOAPIC; options
-  // intremap, eim, posted = on|off).
+  // intremap, eim, posted = on|off; cfi = on|off, the guest VT-d library
+  // sets GCMD.CFI after IRE (passed as irqlab.vtd_cfi=1|0 on the kernel
+  // command line); devtlb = off|on|noanswer|badcompletion, ECAP.DT and how
+  // endpoints answer device-TLB invalidations, VtdConfig::DeviceTlb).
   struct Device {
     std::string name;
     std::map<std::string, std::string> options;

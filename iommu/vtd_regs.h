@@ -276,17 +276,35 @@ struct Iqa {
   constexpr uint64_t size_bytes() const { return uint64_t{4096} << qs(); }
   constexpr uint64_t descriptor_bytes() const { return dw() ? 32 : 16; }
 };
-// IQERCD_REG (rev 4.0+): 3:0 IQEI, why IQE was set. The encodings below are
-// this model's reading of the rev 4.x table; software only logs them.
+// IQERCD_REG (11.4.9.9, rev 4.0+), read-only:
+//   63:48 ICESID  requester id of the invalid device-TLB invalidation
+//                 completion that set FSTS.ICE (valid while ICE=1)
+//   47:32 ITESID  source id of the device-TLB invalidation that timed out
+//                 and set FSTS.ITE (valid while ITE=1)
+//   3:0   IQEI    why FSTS.IQE was set (valid while IQE=1)
+// Linux reads the three fields (dmar.h DMAR_IQER_REG_IQEI/ITESID/ICESID) and
+// logs them in qi_dump_fault().
+struct Iqercd {
+  static constexpr unsigned kIcesidShift = 48;
+  static constexpr unsigned kItesidShift = 32;
+  static constexpr uint64_t kIqeiMask = BitRange(3, 0);
+  static constexpr uint64_t kItesidMask = BitRange(47, 32);
+  static constexpr uint64_t kIcesidMask = BitRange(63, 48);
+};
+// IQEI encodings, in the order of the spec's table (11.4.9.9); 8h-Fh are
+// reserved.
 enum class Iqei : uint8_t {
   kInfoNotAvailable = 0,
-  kTailMisaligned = 1,      // IQT[4] set with IQA.DW=1 (or IQT beyond queue)
-  kInvalidType = 2,         // unsupported/invalid descriptor type
-  kInvalidWait = 3,         // wait descriptor: status address not writable
-  kInvalidWidth = 4,        // descriptor needs a different IQA.DW
-  kQueueAccess = 5,         // queue itself not in accessible memory
-  kReservedField = 6,       // reserved field set in a descriptor
+  kInvalidTail = 1,        // IQT beyond the queue size (IQA.QS)
+  kDescriptorFetch = 2,    // fetching the descriptor failed (queue outside memory)
+  kInvalidType = 3,        // invalid or unsupported descriptor type
+  kReservedField = 4,      // reserved field set in a valid descriptor type
+  kInvalidWidth = 5,       // descriptor type needs the other IQA.DW
+  kTailMisaligned = 6,     // IQA.DW=1 (256-bit descriptors) and IQT[4]=1
+  kInvalidWait = 7,        // invalid invalidation wait descriptor (status
+                           // address not writable)
 };
+static_assert(static_cast<int>(Iqei::kInvalidWait) == 7);
 
 // ---------------------------------------------------------------------------
 // IRTA_REG (11.4.10.1): 63:12 IRTA, 11 EIME, 3:0 S (2^(S+1) entries).
@@ -523,7 +541,8 @@ struct PostedDescriptor {
 //                         31:16 DID, 47:32 SID, 49:48 FM
 //   2 IOTLB          qw0: 5:4 G (01 global, 10 domain, 11 page), 6 DW,
 //                         7 DR, 31:16 DID; qw1: 63:12 ADDR, 6 IH, 5:0 AM
-//   3 device-TLB     qw0: 31:16 SID, 20:16 MIP; qw1: 63:12 ADDR, 0 S
+//   3 device-TLB     qw0: 63:52 PFSID[15:4], 47:32 SID, 20:16 MIP,
+//                         15:12 PFSID[3:0]; qw1: 63:12 ADDR, 0 S
 //   4 IEC            qw0: 4 G (0 global, 1 index), 31:27 IM, 47:32 IIDX
 //   5 wait           qw0: 4 IF, 5 SW, 6 FN, 7 PD, 63:32 status data;
 //                    qw1: 63:2 status address
@@ -541,6 +560,9 @@ constexpr uint8_t Type(uint64_t qw0) {
 inline constexpr uint64_t kCcReserved0 = BitRange(63, 50) | BitRange(15, 12) | BitRange(8, 6);
 inline constexpr uint64_t kIotlbReserved0 = BitRange(63, 32) | BitRange(15, 12) | Bit(8);
 inline constexpr uint64_t kIotlbReserved1 = BitRange(11, 7);
+inline constexpr uint64_t kDevTlbReserved0 =
+    BitRange(51, 48) | BitRange(31, 21) | BitRange(8, 4);
+inline constexpr uint64_t kDevTlbReserved1 = BitRange(11, 1);
 inline constexpr uint64_t kIecReserved0 = BitRange(63, 48) | BitRange(26, 12) | BitRange(8, 5);
 // PD (bit 7) is reserved without page-request support (ECAP.PRS=0).
 inline constexpr uint64_t kWaitReserved0 = BitRange(31, 12) | Bit(8) | Bit(7);
@@ -569,7 +591,12 @@ constexpr uint64_t Iotlb(uint8_t granularity, uint16_t did, bool dr, bool dw) {
   return kIotlb | (uint64_t{granularity & 3u} << 4) | (dw ? Bit(6) : 0) |
          (dr ? Bit(7) : 0) | (uint64_t{did} << 16);
 }
+// Device-TLB invalidation of `sid` (Linux qi_flush_dev_iotlb(), S=0).
+constexpr uint64_t DeviceTlb(uint16_t sid, uint8_t mip = 0) {
+  return kDeviceTlb | (uint64_t{mip & 0x1Fu} << 16) | (uint64_t{sid} << 32);
+}
 static_assert(Type(IecIndex(5, 1)) == kIec);
+static_assert((DeviceTlb(0xFFFF, 0x1F) & kDevTlbReserved0) == 0);
 }  // namespace qi
 
 }  // namespace irqlab::vtd

@@ -38,6 +38,22 @@ MsiMessage CompatMessage(uint32_t destination, uint8_t vector,
   return MsiMessage(address, data, requester_id);
 }
 
+// 5.1.4 / 9.10 SVT: source-id verification of requester `rid` against the
+// IRTE (SVT=01b: SID under the SQ mask; SVT=10b: bus within
+// [SID[15:8], SID[7:0]]; 00b: none).
+inline bool SourceIdVerified(const vtd::Irte& irte, uint16_t rid) {
+  switch (irte.svt()) {
+    case vtd::Irte::kSvtRequesterId:
+      return ((rid ^ irte.sid()) & vtd::SourceIdMask(irte.sq())) == 0;
+    case vtd::Irte::kSvtBusRange: {
+      const unsigned bus = rid >> 8;
+      return bus >= (irte.sid() >> 8) && bus <= (irte.sid() & 0xFFu);
+    }
+    default:
+      return true;
+  }
+}
+
 std::string DestinationText(uint32_t destination, bool wide, bool logical) {
   return absl::StrFormat("%s%s 0x%x", wide ? "x2apic " : "",
                          logical ? "logical" : "dest", destination);
@@ -129,6 +145,7 @@ VtdUnit::VtdUnit(const VtdConfig& config, MsiSink* downstream, GuestRam* ram,
               (config.interrupt_remapping ? Ecap::kIr : 0) |
               (config.extended_interrupt_mode ? Ecap::kEim : 0) |
               (config.pass_through ? Ecap::kPt : 0) |
+              (config.device_tlb != VtdConfig::DeviceTlb::kNone ? Ecap::kDt : 0) |
               ((vtd::kIotlbRegsOffset / 16) << Ecap::kIroShift) |
               (config.interrupt_remapping ? uint64_t{0xF} << Ecap::kMhmvShift
                                           : 0);
@@ -238,6 +255,8 @@ uint32_t VtdUnit::ReadDword(uint64_t offset) const {
       return qi ? ieuaddr_ : 0;
     case vtd::kIqercdReg:
       return qi ? lo(iqercd_) : 0;
+    case vtd::kIqercdReg + 4:
+      return qi ? hi(iqercd_) : 0;
     case vtd::kIrtaReg:
       return ir ? lo(irta_reg_.raw) : 0;
     case vtd::kIrtaReg + 4:
@@ -455,11 +474,14 @@ void VtdUnit::WriteFsts(uint32_t value) {
   const uint32_t clear = value & fsts_ & Fsts::kRw1c;
   if (clear == 0) return;
   fsts_ &= ~clear;
+  // 11.4.9.9: each IQERCD field is valid only while its FSTS bit is set.
+  if (clear & Fsts::kIqe) iqercd_ &= ~vtd::Iqercd::kIqeiMask;
+  if (clear & Fsts::kIte) iqercd_ &= ~vtd::Iqercd::kItesidMask;
+  if (clear & Fsts::kIce) iqercd_ &= ~vtd::Iqercd::kIcesidMask;
   MaybeClearFaultPending();
-  if (clear & Fsts::kIqe) {
-    iqercd_ = 0;
-    ProcessQueue();  // hardware resumes fetching at IQH
-  }
+  // IQE and ITE stop descriptor fetching (6.5.2.10); once both are clear
+  // hardware resumes at IQH. ICE does not stop the queue.
+  if (clear & (Fsts::kIqe | Fsts::kIte)) ProcessQueue();
 }
 
 void VtdUnit::WriteFaultRecordDword(uint64_t offset, uint32_t value) {
@@ -635,22 +657,7 @@ VtdUnit::RemapResult VtdUnit::Remap(const MsiMessage& message) {
   }
   const CachedIrte& entry = *cached;
   const vtd::Irte& irte = entry.irte;
-  // 5.1.4 / 9.10 SVT: source-id verification.
-  bool sid_ok = true;
-  switch (irte.svt()) {
-    case vtd::Irte::kSvtRequesterId:
-      sid_ok = ((message.requester_id ^ irte.sid()) &
-                vtd::SourceIdMask(irte.sq())) == 0;
-      break;
-    case vtd::Irte::kSvtBusRange: {
-      const unsigned bus = message.requester_id >> 8;
-      sid_ok = bus >= (irte.sid() >> 8) && bus <= (irte.sid() & 0xFFu);
-      break;
-    }
-    default:
-      break;
-  }
-  if (!sid_ok) {
+  if (!SourceIdVerified(irte, message.requester_id)) {
     InterruptFault(message, fault::kIrSourceId, static_cast<uint16_t>(index),
                    irte.fpd());
     return result;
@@ -661,7 +668,7 @@ VtdUnit::RemapResult VtdUnit::Remap(const MsiMessage& message) {
     return result;
   }
   ++stats_.remapped;
-  const MsiMessage out(entry.address, entry.data, message.requester_id);
+  const MsiMessage out = RemappedMessage(entry, message);
   if (tracing()) {
     Trace(trace::IR_REMAP,
           absl::StrFormat(
@@ -682,6 +689,28 @@ VtdUnit::RemapResult VtdUnit::Remap(const MsiMessage& message) {
 }
 
 MsiOutcome VtdUnit::Signal(const MsiMessage& message) {
+  // Fast path, equivalent to DeliverRemapped(Remap(message)) for its case:
+  // tracing off, a well-formed remappable request (5.1.4: IRES=1, no
+  // reserved data bits, index within the table) whose IRTE is cached in
+  // the IEC in remapped format (IM=0) and passes source-id verification.
+  // It updates the same statistics and sends the same message without
+  // building a RemapResult. Everything else (misses, faults, posting,
+  // pass-through, traced runs) takes the general path below.
+  if ((gsts_ & Gsts::kIres) && message.InMsiWindow() &&
+      message.IsRemappable() && message.RemappableReservedBits() == 0 &&
+      !tracing()) {
+    const uint32_t index = message.RemappedIndex();
+    if (index < iec_slots_ && index < irta_latched_.entries()) {
+      const CachedIrte& e = iec_[index];
+      if (e.valid && !e.irte.posted() &&
+          SourceIdVerified(e.irte, message.requester_id)) {
+        ++stats_.iec_hits;
+        ++stats_.remapped;
+        return SendDownstream(RemappedMessage(e, message), e.destination,
+                              e.eime);
+      }
+    }
+  }
   return DeliverRemapped(Remap(message));
 }
 
@@ -748,7 +777,10 @@ VtdUnit::CachedIrte VtdUnit::Decode(const vtd::Irte& irte) const {
 // sequence number no longer matches) are skipped at eviction and dropped
 // when the queue is compacted.
 void VtdUnit::IecInsert(uint32_t index, const CachedIrte& entry) {
-  if (iec_.size() <= index) iec_.resize(std::max<size_t>(index + 1, 256));
+  if (iec_.size() <= index) {
+    iec_.resize(std::max<size_t>(index + 1, 256));
+    iec_slots_ = static_cast<uint32_t>(iec_.size());
+  }
   const bool was_valid = iec_[index].valid;
   const uint64_t seq = was_valid ? iec_[index].seq : ++iec_seq_;
   if (!was_valid) {
@@ -978,7 +1010,7 @@ void VtdUnit::RaiseIqe(vtd::Iqei why, uint64_t descriptor_address,
                        uint64_t qw0, const std::string& what) {
   const bool was_pending = AnyStatusPending();
   fsts_ |= Fsts::kIqe;
-  iqercd_ = static_cast<uint64_t>(why);
+  iqercd_ = (iqercd_ & ~vtd::Iqercd::kIqeiMask) | static_cast<uint64_t>(why);
   Trace(trace::QI_DESCRIPTOR,
         absl::StrFormat("IQE: %s; queue stopped at IQH %#x", what, iqh_), -1,
         descriptor_address, qw0);
@@ -990,7 +1022,9 @@ void VtdUnit::RaiseIqe(vtd::Iqei why, uint64_t descriptor_address,
 // ---------------------------------------------------------------------------
 
 void VtdUnit::ProcessQueue() {
-  if (processing_queue_ || !(gsts_ & Gsts::kQies) || (fsts_ & Fsts::kIqe)) {
+  // 6.5.2.10: no descriptor is fetched while IQE or ITE is set.
+  if (processing_queue_ || !(gsts_ & Gsts::kQies) ||
+      (fsts_ & (Fsts::kIqe | Fsts::kIte))) {
     return;
   }
   processing_queue_ = true;
@@ -1008,7 +1042,7 @@ void VtdUnit::ProcessQueue() {
       break;
     }
     if (tail >= qbytes || iqh_ >= qbytes || iqh_ % dsz != 0) {
-      RaiseIqe(vtd::Iqei::kTailMisaligned, 0, 0,
+      RaiseIqe(vtd::Iqei::kInvalidTail, 0, 0,
                absl::StrFormat("IQT %#x / IQH %#x outside the %#x-byte queue "
                                "or misaligned",
                                tail, iqh_, qbytes));
@@ -1016,7 +1050,7 @@ void VtdUnit::ProcessQueue() {
     }
     const uint64_t addr = iqa_.base() + iqh_;
     if (addr < iqa_.base() || !ram_->Contains(addr, dsz)) {
-      RaiseIqe(vtd::Iqei::kQueueAccess, addr, 0,
+      RaiseIqe(vtd::Iqei::kDescriptorFetch, addr, 0,
                "descriptor outside guest memory");
       break;
     }
@@ -1032,10 +1066,64 @@ void VtdUnit::ProcessQueue() {
       RaiseIqe(why, addr, qw[0], detail);
       break;
     }
-    ++stats_.descriptors;
     iqh_ = (iqh_ + dsz) % qbytes;
+    if (wait_aborted_) {
+      // The wait descriptor is consumed (IQH moves past it) but aborted.
+      wait_aborted_ = false;
+      RaiseIte(true, addr, qw[0]);
+      break;
+    }
+    ++stats_.descriptors;
   }
+  // A timed-out device-TLB invalidation with no wait descriptor after it:
+  // the time-out still elapses (IQH stays where fetching stopped).
+  if (devtlb_pending_) RaiseIte(false, 0, 0);
   processing_queue_ = false;
+}
+
+void VtdUnit::RaiseIte(bool wait_aborted, uint64_t wait_address,
+                       uint64_t wait_qw0) {
+  // 11.4.7.1 ITE, 11.4.9.9 ITESID (the first time-out's source id).
+  const uint16_t sid = devtlb_pending_sid_;
+  devtlb_pending_ = false;
+  const bool was_pending = AnyStatusPending();
+  if (!(fsts_ & Fsts::kIte)) {
+    fsts_ |= Fsts::kIte;
+    iqercd_ = (iqercd_ & ~vtd::Iqercd::kItesidMask) |
+              (uint64_t{sid} << vtd::Iqercd::kItesidShift);
+  }
+  ++stats_.invalidation_timeouts;
+  Trace(trace::QI_DESCRIPTOR,
+        absl::StrFormat(
+            "ITE: device-TLB invalidation of sid %s timed out (no "
+            "completion)%s; queue stopped at IQH %#x",
+            FormatRequesterId(sid),
+            wait_aborted
+                ? absl::StrFormat(", invalidation wait at %#x aborted",
+                                  wait_address)
+                : std::string(),
+            iqh_),
+        -1, wait_address, wait_qw0, sid);
+  RaiseFaultCondition(was_pending);
+}
+
+void VtdUnit::RaiseIce(uint16_t completion_sid, uint16_t sid) {
+  // 11.4.7.1 ICE, 11.4.9.9 ICESID (kept from the first error until ICE is
+  // cleared).
+  const bool was_pending = AnyStatusPending();
+  if (!(fsts_ & Fsts::kIce)) {
+    fsts_ |= Fsts::kIce;
+    iqercd_ = (iqercd_ & ~vtd::Iqercd::kIcesidMask) |
+              (uint64_t{completion_sid} << vtd::Iqercd::kIcesidShift);
+  }
+  ++stats_.invalidation_completion_errors;
+  Trace(trace::QI_DESCRIPTOR,
+        absl::StrFormat("ICE: invalid device-TLB invalidation completion "
+                        "from %s (invalidated sid %s), discarded",
+                        FormatRequesterId(completion_sid),
+                        FormatRequesterId(sid)),
+        -1, 0, 0, completion_sid);
+  RaiseFaultCondition(was_pending);
 }
 
 bool VtdUnit::ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
@@ -1090,13 +1178,42 @@ bool VtdUnit::ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
       return done("IOTLB invalidate");
     }
     case qi::kDeviceTlb: {
-      // Accepted (ECAP.DT=0: no device-TLBs behind this unit to wait for).
       DeviceTlbInvalidation inv;
       inv.source_id = Field(qw[0], 47, 32);
       inv.address = qw[1] & vtd::BitRange(63, 12);
       inv.size = qw[1] & 1;
+      using DeviceTlb = VtdConfig::DeviceTlb;
+      if (config_.device_tlb == DeviceTlb::kNone) {
+        // Accepted (ECAP.DT=0: no device-TLBs behind this unit to wait for).
+        if (hooks_.device_tlb) hooks_.device_tlb(inv);
+        return done(absl::StrFormat("device-TLB invalidate sid %s (accepted)",
+                                    FormatRequesterId(inv.source_id)));
+      }
+      // 6.5.2.5 (legacy layout): qw0 63:52 PFSID[15:4], 51:48 reserved,
+      // 47:32 SID, 31:21 reserved, 20:16 MIP, 15:12 PFSID[3:0], 8:4
+      // reserved; qw1 63:12 ADDR, 11:1 reserved, 0 S.
+      if ((qw[0] & qi::kDevTlbReserved0) || (qw[1] & qi::kDevTlbReserved1)) {
+        return reserved("device-TLB");
+      }
       if (hooks_.device_tlb) hooks_.device_tlb(inv);
-      return done(absl::StrFormat("device-TLB invalidate sid %s (accepted)",
+      switch (config_.device_tlb) {
+        case DeviceTlb::kNoAnswer:
+          // Sent; nothing comes back. Hardware goes on fetching; the
+          // time-out surfaces at the next wait descriptor (or the end).
+          if (!devtlb_pending_) {
+            devtlb_pending_ = true;
+            devtlb_pending_sid_ = inv.source_id;
+          }
+          return done(absl::StrFormat(
+              "device-TLB invalidate sid %s sent (no completion yet)",
+              FormatRequesterId(inv.source_id)));
+        case DeviceTlb::kBadCompletion:
+          RaiseIce(static_cast<uint16_t>(inv.source_id ^ 7), inv.source_id);
+          break;
+        default:
+          break;
+      }
+      return done(absl::StrFormat("device-TLB invalidate sid %s completed",
                                   FormatRequesterId(inv.source_id)));
     }
     case qi::kIec: {
@@ -1133,6 +1250,12 @@ bool VtdUnit::ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
     case qi::kWait: {
       if ((qw[0] & qi::kWaitReserved0) || (qw[1] & qi::kWaitReserved1)) {
         return reserved("invalidation wait");
+      }
+      if (devtlb_pending_) {
+        // Waits for a device-TLB invalidation that never completes: the
+        // time-out aborts it (ProcessQueue raises ITE).
+        wait_aborted_ = true;
+        return true;
       }
       std::string what = "invalidation wait";
       if (qw[0] & qi::kWaitSw) {

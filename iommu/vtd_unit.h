@@ -71,7 +71,21 @@
 // trivially honoured). An invalid type, a reserved bit, a status address or
 // queue slot outside RAM, or IQT[4]=1 with 256-bit descriptors sets
 // FSTS.IQE (IQERCD.IQEI says why), leaves IQH at the offending descriptor
-// and stops; clearing IQE resumes from IQH. With QIES=0, CCMD and
+// and stops; clearing IQE resumes from IQH.
+//
+// Device-TLB invalidation completion errors (6.5.2.5, 11.4.7.1, 11.4.9.9;
+// only with ECAP.DT=1, config `device_tlb`): the descriptor sends an ATS
+// Invalidate Request to its SID and hardware goes on fetching; a later
+// invalidation wait descriptor waits for the completion. An invalid
+// completion (wrong requester id) sets FSTS.ICE with IQERCD.ICESID and is
+// discarded; the queue goes on. No completion at all is a time-out (it
+// elapses at once here): FSTS.ITE with IQERCD.ITESID = the SID, the pending
+// invalidation wait descriptor is aborted (no status write, no ICS.IWC, no
+// invalidation event), IQH points past it — the next descriptor to fetch,
+// as Linux's qi_check_fault() expects — and no descriptor is fetched until
+// software clears ITE. ICE and ITE are fault-event conditions like IQE.
+//
+// With QIES=0, CCMD and
 // IOTLB_REG perform register-based invalidation (6.5.1); with QIES=1 they
 // are ignored and traced (software must not use them then).
 //
@@ -101,8 +115,8 @@
 //
 // Not modelled: DMA translation itself (iommu/dma_remap.h, driven through
 // VtdDmaHooks), advanced fault logging, PMRs, scalable mode, page requests,
-// device-TLB completion errors (ICE/ITE exist but are never raised), fault
-// collapsing of identical faults, interrupt virtualization beyond posting.
+// ATS itself (device-TLBs are not modelled in the devices; `device_tlb`
+// says how the endpoints answer), fault collapsing of identical faults, interrupt virtualization beyond posting.
 //
 // Thread-compatible (the machine runs on one host thread); no locks. The
 // posted-interrupt descriptor's PIR bit and ON are set with atomic RMWs so a
@@ -149,6 +163,27 @@ struct VtdConfig {
   uint32_t iec_capacity = 65536;
   // Requester id on the unit's own fault-event / invalidation-event MSIs.
   uint16_t requester_id = 0x0000;
+
+  // Device-TLBs (ECAP.DT) and what the endpoints behind the unit do with a
+  // device-TLB invalidation descriptor (6.5.2.5: the unit sends a PCIe ATS
+  // Invalidate Request and waits for the Invalidation Completion). None of
+  // the device models implements ATS, so this is a machine knob.
+  enum class DeviceTlb : uint8_t {
+    // ECAP.DT=0: no device-TLBs; the descriptor is accepted and completes
+    // at once (nothing to wait for). ICE/ITE are then RsvdZ (11.4.7.1).
+    kNone,
+    // ECAP.DT=1: every invalidation gets its valid completion.
+    kAnswer,
+    // ECAP.DT=1: no completion ever arrives; the invalidation times out
+    // (FSTS.ITE, IQERCD.ITESID, 11.4.7.1 / 11.4.9.9).
+    kNoAnswer,
+    // ECAP.DT=1: a completion carrying the wrong requester id (the
+    // invalidated source id with its function bits inverted, sid ^ 7: a
+    // device answering from another function) arrives before the valid
+    // one: FSTS.ICE, IQERCD.ICESID = that requester id.
+    kBadCompletion,
+  };
+  DeviceTlb device_tlb = DeviceTlb::kNone;
 };
 
 // Invalidation requests for the DMA side (register-based or queued).
@@ -201,6 +236,8 @@ struct VtdStats {
   uint64_t iec_misses = 0;
   uint64_t iec_evictions = 0;
   uint64_t descriptors = 0;       // QI descriptors completed
+  uint64_t invalidation_timeouts = 0;           // ITE conditions
+  uint64_t invalidation_completion_errors = 0;  // ICE conditions
   uint64_t fault_events = 0;      // fault-event MSIs sent
   uint64_t invalidation_events = 0;
 };
@@ -363,6 +400,13 @@ class VtdUnit : public IoHandler, public MsiSink {
   // Returns false after raising the fault (0x23, 0x22, 0x24).
   bool FetchIrte(const MsiMessage& message, uint32_t index, CachedIrte* out);
   CachedIrte Decode(const vtd::Irte& irte) const;
+  // The compatibility-format message a request becomes through `entry`
+  // (remapped format): the IRTE's address/data, the request's requester id.
+  // One place for Remap() and the Signal() fast path.
+  static MsiMessage RemappedMessage(const CachedIrte& entry,
+                                    const MsiMessage& request) {
+    return MsiMessage(entry.address, entry.data, request.requester_id);
+  }
   void IecInsert(uint32_t index, const CachedIrte& entry);
   // Drops cached entries; returns how many.
   size_t IecInvalidateGlobal();
@@ -382,6 +426,11 @@ class VtdUnit : public IoHandler, public MsiSink {
   void RaiseIqe(vtd::Iqei why, uint64_t descriptor_address, uint64_t qw0,
                 const std::string& what);
   void SendInvalidationEvent();
+  // Device-TLB invalidation time-out (ITE) of the pending invalidation;
+  // `wait_aborted`: the wait descriptor at `wait_address` was aborted.
+  void RaiseIte(bool wait_aborted, uint64_t wait_address, uint64_t wait_qw0);
+  // Invalid device-TLB invalidation completion (ICE).
+  void RaiseIce(uint16_t completion_sid, uint16_t sid);
 
   // Queued invalidation.
   void ProcessQueue();
@@ -438,9 +487,15 @@ class VtdUnit : public IoHandler, public MsiSink {
   uint32_t next_fault_index_ = 0;
   uint32_t pending_faults_ = 0;  // number of F bits set (PPF = != 0)
   bool processing_queue_ = false;
+  // A device-TLB invalidation that will time out (DeviceTlb::kNoAnswer)
+  // was sent during this ProcessQueue(); its source id.
+  bool devtlb_pending_ = false;
+  uint16_t devtlb_pending_sid_ = 0;
+  bool wait_aborted_ = false;  // the last wait descriptor was aborted
 
   // --- volatile state: interrupt entry cache ---
   std::vector<CachedIrte> iec_;      // by index, sized on first insert
+  uint32_t iec_slots_ = 0;           // iec_.size(), for the Signal() fast path
   // (index, seq) in insertion order; entries whose seq no longer matches
   // (invalidated or re-inserted) are stale and skipped (IecInsert).
   std::deque<std::pair<uint32_t, uint64_t>> iec_order_;

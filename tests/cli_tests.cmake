@@ -49,6 +49,30 @@ irqlab_bad_input(unknown_command "unknown command" frobnicate)
 irqlab_bad_input(unknown_device "--device: unknown device \"foo\"" boot hello --device=foo)
 irqlab_bad_input(device_options "device \"edu\" has no option \"x\"" boot hello --device=edu,x=1)
 irqlab_bad_input(iommu_option_value "--device: intel-iommu option intremap must be on or off" boot hello --device=intel-iommu,intremap=maybe)
+irqlab_bad_input(iommu_cfi_value "^irqlab boot: --device: intel-iommu option cfi must be on or off, got \"yes\"\n$"
+  boot hello --device=intel-iommu,cfi=yes)
+irqlab_bad_input(iommu_devtlb_value
+  "^irqlab boot: --device: intel-iommu option devtlb must be off, on, noanswer or badcompletion, got \"slow\"\n$"
+  boot hello --device=intel-iommu,devtlb=slow)
+irqlab_bad_input(iommu_devtlb_scenario
+  "machine.devices\\[0\\]: intel-iommu option devtlb must be off, on, noanswer or badcompletion, got \"maybe\""
+  run ${BAD}/iommu_devtlb_value.textproto)
+
+# --device=intel-iommu,cfi=on|off: the guest VT-d library sets GCMD.CFI after
+# IRE (cfi=on) or leaves it clear (cfi=off, as Linux): a compatibility-format
+# MSI from irqlab-testdev is delivered, or blocked with fault 0x25.
+foreach(cfi on off)
+  if(cfi STREQUAL "on")
+    set(cfi_regex "GSTS 0x07800000 after IRE \\(irqlab.vtd_cfi=1\\).*PASS: vtd_compat_msi_delivered\n.*SUMMARY: 2 tests, 0 failures")
+  else()
+    set(cfi_regex "GSTS 0x07000000 after IRE \\(irqlab.vtd_cfi=0\\).*\\[fault reason 0x25\\] Blocked a compatibility format interrupt request\nPASS: vtd_compat_msi_blocked\n.*SUMMARY: 2 tests, 0 failures")
+  endif()
+  add_test(NAME cli.boot_intel_iommu_cfi_${cfi} COMMAND ${CMAKE_COMMAND}
+           -DIRQLAB=$<TARGET_FILE:irqlab> -DEXPECT_RC=1 "-DSTDERR_REGEX=^$"
+           "-DSTDOUT_REGEX=${cfi_regex}"
+           "-DARGS=boot;vtd_qi;--device=intel-iommu,cfi=${cfi};--device=irqlab-testdev;--append=cases=compat"
+           -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_output.cmake)
+endforeach()
 
 # A kernel boots with every optional PCI device attached.
 # (exit status 1 = the guest's debug-exit value 0)

@@ -624,6 +624,87 @@ TEST_F(VtdDmaTest, FpdMarksQualifiedFaultsOnly) {
   EXPECT_FALSE(r.fpd);
 }
 
+// The whole "Qualified" column of the legacy-mode DMA fault table (7.1.3):
+// with FPD=1 in every context entry that could be read, each reason is
+// FPD-suppressed iff it is qualified. Root-entry faults (1h, 8h, Ah) and a
+// failed context-entry fetch (9h) are not (no context entry, hence no FPD);
+// everything found at or after the context entry (2h-7h, Bh-Dh) is.
+TEST_F(VtdDmaTest, FpdSuppressesExactlyTheQualifiedReasons) {
+  struct Case {
+    uint8_t reason;
+    bool qualified;
+  };
+  std::vector<std::pair<TranslateResult, Case>> got;
+  const auto fresh = [&] {
+    Reset(DmaRemapOptions());
+    std::memset(ram_->data() + kRootTable, 0, k4K);
+    std::memset(ram_->data() + kContextTables, 0, 4 * k4K);
+  };
+  // 1h: root entry not present.
+  fresh();
+  got.push_back({remap_->Translate(Rid(1, 0, 0), 0x1000, false), {0x1, false}});
+  // 8h: RTADDR outside memory.
+  fresh();
+  remap_->SetRootTableAddress(kRamSize);
+  got.push_back({remap_->Translate(kRid, 0x1000, false), {0x8, false}});
+  // 9h: CTP outside memory.
+  fresh();
+  ram_->Store<uint64_t>(RootAddr(2), kRamSize | 1);
+  got.push_back({remap_->Translate(kRid, 0x1000, false), {0x9, false}});
+  // Ah: reserved bit in a present root entry (the context entry has FPD=1).
+  fresh();
+  AddDevice(kRid, 1, kAw39, kTtUntranslated, /*fpd=*/true);
+  ram_->Store<uint64_t>(RootAddr(2), (kContextTables + 2 * k4K) | 1 | (1u << 5));
+  got.push_back({remap_->Translate(kRid, 0x1000, false), {0xA, false}});
+  // 2h: context entry not present, FPD=1.
+  fresh();
+  AddDevice(kRid, 1, kAw39, kTtUntranslated, /*fpd=*/true);
+  ram_->Store<uint64_t>(ContextAddr(kRid), 2);
+  got.push_back({remap_->Translate(kRid, 0x1000, false), {0x2, true}});
+  // Bh: reserved bit in a present context entry.
+  fresh();
+  Device b = AddDevice(kRid, 1, kAw39, kTtUntranslated, /*fpd=*/true);
+  ram_->Store<uint64_t>(b.ctx_addr, ContextLo(b.top, 0, true) | (1u << 4));
+  got.push_back({remap_->Translate(kRid, 0x1000, false), {0xB, true}});
+  // 3h: AW not in SAGAW.
+  fresh();
+  Device c = AddDevice(kRid, 1, kAw39, kTtUntranslated, /*fpd=*/true);
+  ram_->Store<uint64_t>(c.ctx_addr + 8, ContextHi(0, 1));
+  got.push_back({remap_->Translate(kRid, 0x1000, false), {0x3, true}});
+  // 4h: beyond the 39-bit AW.
+  fresh();
+  AddDevice(kRid, 1, kAw39, kTtUntranslated, /*fpd=*/true);
+  got.push_back({remap_->Translate(kRid, 1ull << 40, false), {0x4, true}});
+  // 5h / 6h: not mapped.
+  fresh();
+  AddDevice(kRid, 1, kAw39, kTtUntranslated, /*fpd=*/true);
+  got.push_back({remap_->Translate(kRid, 0x1000, true), {0x5, true}});
+  got.push_back({remap_->Translate(kRid, 0x1000, false), {0x6, true}});
+  // 7h: a lower-level table outside memory.
+  fresh();
+  Device s = AddDevice(kRid, 1, kAw39, kTtUntranslated, /*fpd=*/true);
+  ram_->Store<uint64_t>(s.top, kRamSize | kR | kW);
+  got.push_back({remap_->Translate(kRid, 0x1000, false), {0x7, true}});
+  // Ch: reserved bit 11 in a present leaf.
+  fresh();
+  Device l = AddDevice(kRid, 1, kAw39, kTtUntranslated, /*fpd=*/true);
+  const uint64_t leaf = Map(l, 0x1000, 0x5000, 1, kR);
+  ram_->Store<uint64_t>(leaf, ram_->Load<uint64_t>(leaf) | (1u << 11));
+  got.push_back({remap_->Translate(kRid, 0x1000, false), {0xC, true}});
+  // Dh: a translated request through TT=00b.
+  fresh();
+  AddDevice(kRid, 1, kAw39, kTtUntranslated, /*fpd=*/true);
+  got.push_back({remap_->Translate(kRid, 0x1000, false, AddressType::kTranslated),
+                 {0xD, true}});
+
+  ASSERT_EQ(got.size(), 13u);
+  for (const auto& [r, want] : got) {
+    EXPECT_FALSE(r.ok) << "reason " << int{want.reason};
+    EXPECT_EQ(static_cast<int>(r.fault.reason), want.reason);
+    EXPECT_EQ(r.fpd, want.qualified) << "reason " << int{want.reason};
+  }
+}
+
 // ===========================================================================
 // Context-cache (6.2.2): decoded context entries per source id, used until
 // invalidated (6.5.1 CCMD, 6.5.2.1).

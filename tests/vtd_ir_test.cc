@@ -6,6 +6,7 @@
 #include "iommu/vtd_unit.h"
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -61,6 +62,7 @@ class VtdIrTest : public ::testing::Test {
  protected:
   void Init(VtdConfig config = {}) {
     config.requester_id = kUnitRid;
+    tail_ = 0;
     auto ram = GuestRam::Create(kRamSize);
     ASSERT_TRUE(ram.ok());
     ram_ = std::move(*ram);
@@ -846,6 +848,219 @@ TEST_F(VtdIrTest, WideDescriptorsAreProcessed) {
   EXPECT_EQ(Fsts(), 0u);
 }
 
+// 11.4.9.9 IQEI: each IQE cause reads back with the spec's encoding
+// (numbers, not the enum, so a wrong table fails): 1 invalid tail pointer,
+// 2 descriptor fetch error, 3 invalid descriptor type, 4 reserved field,
+// 6 queue tail misaligned with 256-bit descriptors, 7 invalid wait
+// descriptor. Clearing IQE clears IQEI.
+TEST_F(VtdIrTest, IqercdReportsTheSpecEncodingOfEachIqeCause) {
+  // Invalid descriptor type (type 15).
+  EnableIr();
+  Submit(0xF);
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIqe);
+  EXPECT_EQ(R64(vtd::kIqercdReg), 3u) << "invalid type";
+  // Linux's qi_check_fault(): replace the bad slot, clear IQE; IQEI reads 0.
+  ram_->Store<uint64_t>(kQueue + tail_ - 16, vtd::qi::IecGlobal());
+  W32(vtd::kFstsReg, vtd::Fsts::kIqe);
+  EXPECT_EQ(Fsts(), 0u);
+  EXPECT_EQ(R64(vtd::kIqercdReg), 0u) << "IQEI valid only while IQE=1";
+
+  // Reserved field in a valid type (IEC descriptor bit 20).
+  Init();
+  EnableIr();
+  Submit(vtd::qi::IecGlobal() | Bit(20));
+  EXPECT_EQ(R64(vtd::kIqercdReg), 4u) << "reserved field";
+
+  // Invalid wait descriptor: status address outside memory.
+  Init();
+  EnableIr();
+  Submit(vtd::qi::Wait(true, false, 1), kRamSize + 0x1000);
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIqe);
+  EXPECT_EQ(R64(vtd::kIqercdReg), 7u) << "invalid wait descriptor";
+
+  // Tail beyond the 4 KiB queue (IQA.QS=0).
+  Init();
+  EnableIr();
+  W64(vtd::kIqtReg, 0x2000);
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIqe);
+  EXPECT_EQ(R64(vtd::kIqercdReg), 1u) << "invalid tail pointer";
+
+  // The queue itself outside memory: the descriptor fetch fails.
+  Init();
+  W64(vtd::kIqaReg, kRamSize);  // the first page above RAM
+  Command(vtd::Gcmd::kQie);
+  W64(vtd::kIqtReg, 0x10);
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIqe);
+  EXPECT_EQ(R64(vtd::kIqercdReg), 2u) << "descriptor fetch error";
+
+  // IQA.DW=1 with IQT[4]=1.
+  Init();
+  W64(vtd::kIqaReg, kQueue | vtd::Iqa::kDw);
+  Command(vtd::Gcmd::kQie);
+  W64(vtd::kIqtReg, 0x10);
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIqe);
+  EXPECT_EQ(R64(vtd::kIqercdReg), 6u) << "queue tail misaligned";
+}
+
+// ---------------------------------------------------------------------------
+// Device-TLB invalidation completion errors (ECAP.DT=1): ICE and ITE
+// (6.5.2.5, 11.4.7.1, 11.4.9.9).
+// ---------------------------------------------------------------------------
+
+class VtdDeviceTlbTest : public VtdIrTest {
+ protected:
+  void InitDt(VtdConfig::DeviceTlb mode) {
+    VtdConfig c;
+    c.device_tlb = mode;
+    Init(c);
+    EnableIr();
+    ProgramFaultEvent();
+    ram_->Store<uint32_t>(kStatus, 0);
+    ram_->Store<uint32_t>(kStatus + 4, 0);
+  }
+  // Writes a descriptor without moving IQT.
+  void Put(uint64_t qw0, uint64_t qw1 = 0) {
+    ram_->Store<uint64_t>(kQueue + tail_, qw0);
+    ram_->Store<uint64_t>(kQueue + tail_ + 8, qw1);
+    tail_ = (tail_ + 16) % 4096;
+  }
+  size_t FaultEvents() {
+    size_t n = 0;
+    for (const auto& d : sink_.got) n += d.message.data == 0xEF;
+    return n;
+  }
+  static constexpr uint16_t kSid = 0x0018;  // 00:03.0
+};
+
+// Without ECAP.DT the descriptor is accepted and completes; ICE/ITE stay 0.
+TEST_F(VtdDeviceTlbTest, WithoutDeviceTlbsTheDescriptorIsAccepted) {
+  InitDt(VtdConfig::DeviceTlb::kNone);
+  EXPECT_FALSE(R64(vtd::kEcapReg) & vtd::Ecap::kDt);
+  Put(vtd::qi::DeviceTlb(kSid));
+  Put(vtd::qi::Wait(true, false, 0x11), kStatus);
+  W64(vtd::kIqtReg, tail_);
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0x11u);
+  EXPECT_EQ(Fsts(), 0u);
+  EXPECT_EQ(R64(vtd::kIqhReg), tail_);
+}
+
+// ECAP.DT=1 and an endpoint that answers: the wait completes.
+TEST_F(VtdDeviceTlbTest, AnsweredInvalidationCompletes) {
+  InitDt(VtdConfig::DeviceTlb::kAnswer);
+  EXPECT_TRUE(R64(vtd::kEcapReg) & vtd::Ecap::kDt);
+  Put(vtd::qi::DeviceTlb(kSid, 5), 0x5000);
+  Put(vtd::qi::Wait(true, false, 0x12), kStatus);
+  W64(vtd::kIqtReg, tail_);
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0x12u);
+  EXPECT_EQ(Fsts(), 0u);
+  EXPECT_EQ(FaultEvents(), 0u);
+}
+
+// 6.5.2.5: reserved fields of a device-TLB descriptor (qw0 31:21, qw1 11:1)
+// are an IQE (IQEI 4) once the unit supports device-TLBs.
+TEST_F(VtdDeviceTlbTest, ReservedBitsInDeviceTlbDescriptorAreIqe) {
+  InitDt(VtdConfig::DeviceTlb::kAnswer);
+  Submit(vtd::qi::DeviceTlb(kSid) | Bit(24));
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIqe);
+  EXPECT_EQ(R64(vtd::kIqercdReg), 4u);
+  InitDt(VtdConfig::DeviceTlb::kAnswer);
+  Submit(vtd::qi::DeviceTlb(kSid), Bit(3));
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIqe);
+}
+
+// ITE: no completion arrives. The wait descriptor behind the invalidation
+// is aborted (no status write, no ICS.IWC, no invalidation event), IQH
+// points past it, FSTS.ITE with IQERCD.ITESID = the SID, one fault event;
+// nothing more is fetched until software clears ITE (RW1C), then the queue
+// resumes at IQH and ITESID reads 0.
+TEST_F(VtdDeviceTlbTest, TimeoutSetsIteAbortsTheWaitAndStopsTheQueue) {
+  InitDt(VtdConfig::DeviceTlb::kNoAnswer);
+  W32(vtd::kIedataReg, 0xEC);
+  W32(vtd::kIeaddrReg, 0xFEE00000);
+  W32(vtd::kIectlReg, 0);
+  const uint64_t start = tail_;
+  Put(vtd::qi::DeviceTlb(kSid));
+  Put(vtd::qi::Wait(true, true, 0x21), kStatus);
+  Put(vtd::qi::Wait(true, false, 0x22), kStatus + 4);
+  W64(vtd::kIqtReg, tail_);
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIte);
+  EXPECT_EQ(R64(vtd::kIqercdReg), uint64_t{kSid} << 32);  // ITESID 47:32
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0u) << "aborted wait wrote status";
+  EXPECT_EQ(R32(vtd::kIcsReg), 0u) << "aborted wait set IWC";
+  EXPECT_EQ(R64(vtd::kIqhReg), start + 32) << "IQH past the aborted wait";
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus + 4), 0u) << "fetched after ITE";
+  EXPECT_EQ(FaultEvents(), 1u);
+  EXPECT_EQ(sink_.got.size(), 1u) << "no invalidation event";
+  EXPECT_EQ(unit_->stats().invalidation_timeouts, 1u);
+
+  // Still stopped: more tail writes fetch nothing.
+  W64(vtd::kIqtReg, tail_);
+  EXPECT_EQ(R64(vtd::kIqhReg), start + 32);
+  W32(vtd::kFstsReg, 0);  // writing 0 does not clear (RW1C)
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIte);
+
+  W32(vtd::kFstsReg, vtd::Fsts::kIte);
+  EXPECT_EQ(Fsts(), 0u);
+  EXPECT_EQ(R64(vtd::kIqercdReg), 0u);
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus + 4), 0x22u);
+  EXPECT_EQ(R64(vtd::kIqhReg), tail_);
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0u) << "aborted wait is not redone";
+}
+
+// The time-out elapses even with no wait descriptor behind the
+// invalidation: ITE, IQH where fetching stopped (== IQT). A second ITE
+// while the first is set is no new fault-event condition.
+TEST_F(VtdDeviceTlbTest, TimeoutWithoutWaitStillSetsIte) {
+  InitDt(VtdConfig::DeviceTlb::kNoAnswer);
+  Submit(vtd::qi::DeviceTlb(kSid));
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIte);
+  EXPECT_EQ(R64(vtd::kIqhReg), tail_);
+  EXPECT_EQ(R64(vtd::kIqercdReg) >> 32, kSid);
+  EXPECT_EQ(FaultEvents(), 1u);
+  // ITE and IQE together: the queue resumes only when both are clear.
+  W32(vtd::kFstsReg, vtd::Fsts::kIte);
+  Submit(0xF);  // invalid type -> IQE
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIqe);
+  EXPECT_EQ(FaultEvents(), 2u);
+}
+
+// ICE: an invalid completion (wrong requester id: sid ^ 7) is discarded and
+// sets FSTS.ICE with IQERCD.ICESID = its requester id, one fault event;
+// the queue does not stop and the wait completes. A second ICE keeps the
+// first ICESID and is no new event. RW1C clears ICE and ICESID.
+TEST_F(VtdDeviceTlbTest, InvalidCompletionSetsIceAndTheQueueGoesOn) {
+  InitDt(VtdConfig::DeviceTlb::kBadCompletion);
+  Put(vtd::qi::DeviceTlb(kSid));
+  Put(vtd::qi::Wait(true, false, 0x31), kStatus);
+  W64(vtd::kIqtReg, tail_);
+  EXPECT_EQ(Fsts(), vtd::Fsts::kIce);
+  EXPECT_EQ(R64(vtd::kIqercdReg), uint64_t{kSid ^ 7} << 48);  // ICESID 63:48
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0x31u);
+  EXPECT_EQ(R64(vtd::kIqhReg), tail_);
+  EXPECT_EQ(FaultEvents(), 1u);
+  Put(vtd::qi::DeviceTlb(0x0100));
+  W64(vtd::kIqtReg, tail_);
+  EXPECT_EQ(R64(vtd::kIqercdReg), uint64_t{kSid ^ 7} << 48);
+  EXPECT_EQ(FaultEvents(), 1u);
+  EXPECT_EQ(unit_->stats().invalidation_completion_errors, 2u);
+  W32(vtd::kFstsReg, vtd::Fsts::kIce);
+  EXPECT_EQ(Fsts(), 0u);
+  EXPECT_EQ(R64(vtd::kIqercdReg), 0u);
+}
+
+// ICE with the fault event masked: held (FECTL.IP) and dropped without a
+// message once software clears ICE (11.4.7.2).
+TEST_F(VtdDeviceTlbTest, MaskedIceIsHeldAndClearedWithTheStatus) {
+  InitDt(VtdConfig::DeviceTlb::kBadCompletion);
+  W32(vtd::kFectlReg, vtd::EventControl::kIm);
+  Submit(vtd::qi::DeviceTlb(kSid));
+  EXPECT_EQ(R32(vtd::kFectlReg), vtd::EventControl::kIm | vtd::EventControl::kIp);
+  W32(vtd::kFstsReg, vtd::Fsts::kIce);
+  EXPECT_EQ(R32(vtd::kFectlReg), vtd::EventControl::kIm);
+  W32(vtd::kFectlReg, 0);
+  EXPECT_EQ(FaultEvents(), 0u);
+}
+
 // Context-cache and IOTLB invalidations reach the DMA side's hooks, from
 // the queue (6.5.2.1/6.5.2.3) and from CCMD/IOTLB_REG when QI is off
 // (6.5.1; ICC/IVT clear and CAIG/IAIG report the granularity). With QI on,
@@ -1071,6 +1286,139 @@ TEST_F(VtdIrTest, FuzzNeverCrashesAndNeverDeliversFaults) {
   EXPECT_GT(unit_->stats().iec_hits, 0u);
   EXPECT_GT(unit_->stats().faults_suppressed_fpd, 0u);
   EXPECT_GT(unit_->stats().faults_dropped_overflow, 0u);
+}
+
+// VtdUnit::Signal() has a fast path for untraced IEC hits. Differential
+// test: the same random script (IRTEs of every kind, SVT checks that pass
+// and fail, posting, IEC invalidations, IRE/EIME changes, malformed and
+// compatibility requests) on a traced and an untraced unit must deliver the
+// same messages, write the same memory and count the same statistics.
+TEST(VtdFastPathTest, UntracedSignalMatchesTracedSignal) {
+  struct Rig {
+    explicit Rig(bool traced) {
+      ram = std::move(GuestRam::Create(kRamSize)).value();
+      if (traced) tracer.AddSink(&recorder);
+      VtdConfig c;
+      c.requester_id = kUnitRid;
+      c.posted_interrupts = true;
+      c.iec_capacity = 48;  // smaller than the 64 entries used: evictions
+      unit = std::move(VtdUnit::Create(c, &sink, ram.get(), &clock,
+                                       traced ? &tracer : nullptr))
+                 .value();
+    }
+    void W64(uint64_t off, uint64_t v) { unit->Write(kCpu, off, 8, v); }
+    void Command(uint32_t bit, bool set) {
+      const uint32_t st = static_cast<uint32_t>(unit->Read(kCpu, vtd::kGstsReg, 4)) &
+                          ~vtd::Gcmd::kOneShot;
+      unit->Write(kCpu, vtd::kGcmdReg, 4, set ? st | bit : st & ~bit);
+    }
+    void Submit(uint64_t qw0) {
+      ram->Store<uint64_t>(kQueue + tail, qw0);
+      ram->Store<uint64_t>(kQueue + tail + 8, 0);
+      tail = (tail + 16) % 4096;
+      W64(vtd::kIqtReg, tail);
+    }
+    RecordingSink sink;
+    ManualClock clock;
+    Tracer tracer;
+    TraceRecorder recorder;
+    std::unique_ptr<GuestRam> ram;
+    std::unique_ptr<VtdUnit> unit;
+    uint64_t tail = 0;
+  };
+  Rig traced(true), plain(false);
+  Rig* rigs[] = {&traced, &plain};
+  for (Rig* r : rigs) {
+    r->W64(vtd::kIqaReg, kQueue);
+    r->Command(vtd::Gcmd::kQie, true);
+    r->W64(vtd::kIrtaReg, kIrt | 5);  // 64 entries
+    r->Command(vtd::Gcmd::kSirtp, true);
+    r->Submit(vtd::qi::IecGlobal());
+    r->Command(vtd::Gcmd::kIre, true);
+  }
+  std::mt19937_64 rng(0xFA57);
+  const auto pick = [&](uint64_t n) { return rng() % n; };
+  size_t hits_untraced = 0;
+  for (int iter = 0; iter < 30000; ++iter) {
+    const uint64_t op = pick(100);
+    if (op < 8) {  // rewrite an IRTE (without invalidating: stale IEC)
+      const uint32_t idx = static_cast<uint32_t>(pick(64));
+      Irte e;
+      if (pick(5) == 0) {
+        e = Irte::Posted(static_cast<uint8_t>(rng()), kPid + 64 * pick(4),
+                         pick(2), static_cast<uint16_t>(0x0100 + pick(8)),
+                         static_cast<uint8_t>(pick(4)),
+                         static_cast<uint8_t>(pick(3)));
+      } else if (pick(10) == 0) {
+        e.lo = rng();
+        e.hi = rng();
+      } else {
+        e = Irte::Remapped({.vector = static_cast<uint8_t>(0x20 + pick(0xE0)),
+                            .destination = static_cast<uint32_t>(pick(4)),
+                            .fpd = pick(8) == 0,
+                            .sid = static_cast<uint16_t>(0x0100 + pick(8)),
+                            .sq = static_cast<uint8_t>(pick(4)),
+                            .svt = static_cast<uint8_t>(pick(3))});
+      }
+      for (Rig* r : rigs) {
+        r->ram->Store<uint64_t>(kIrt + 16 * idx, e.lo);
+        r->ram->Store<uint64_t>(kIrt + 16 * idx + 8, e.hi);
+      }
+    } else if (op < 12) {  // IEC invalidation
+      const uint64_t d = pick(3) == 0
+                             ? vtd::qi::IecGlobal()
+                             : vtd::qi::IecIndex(static_cast<uint16_t>(pick(64)),
+                                                 static_cast<uint8_t>(pick(3)));
+      for (Rig* r : rigs) r->Submit(d);
+    } else if (op < 13) {  // IRE off/on, EIME flip (+ the flush software owes)
+      const bool eime = pick(2);
+      const bool ire = pick(4) != 0;
+      for (Rig* r : rigs) {
+        r->W64(vtd::kIrtaReg, kIrt | 5 | (eime ? vtd::Irta::kEime : 0));
+        r->Command(vtd::Gcmd::kSirtp, true);
+        r->Submit(vtd::qi::IecGlobal());
+        r->Command(vtd::Gcmd::kIre, ire);
+      }
+    } else {  // a message
+      const uint16_t rid = static_cast<uint16_t>(0x0100 + pick(8));
+      MsiMessage m = MsiMessage::Remappable(static_cast<uint16_t>(pick(70)),
+                                            pick(2), static_cast<uint16_t>(pick(3)),
+                                            rid);
+      if (pick(20) == 0) m.data |= 0x10000;
+      if (pick(20) == 0) m = MsiMessage::Compat(pick(4), 0x40, rid);
+      const uint64_t hits_before = plain.unit->stats().iec_hits;
+      const MsiOutcome a = traced.unit->Signal(m);
+      const MsiOutcome b = plain.unit->Signal(m);
+      hits_untraced += plain.unit->stats().iec_hits - hits_before;
+      ASSERT_EQ(a, b) << "iteration " << iter;
+    }
+    ASSERT_EQ(traced.sink.got.size(), plain.sink.got.size()) << "iteration " << iter;
+  }
+  for (size_t i = 0; i < traced.sink.got.size(); ++i) {
+    EXPECT_EQ(traced.sink.got[i].message, plain.sink.got[i].message) << i;
+    EXPECT_EQ(traced.sink.got[i].destination, plain.sink.got[i].destination) << i;
+    EXPECT_EQ(traced.sink.got[i].wide, plain.sink.got[i].wide) << i;
+  }
+  const VtdStats& x = traced.unit->stats();
+  const VtdStats& y = plain.unit->stats();
+  EXPECT_EQ(x.passed_through, y.passed_through);
+  EXPECT_EQ(x.remapped, y.remapped);
+  EXPECT_EQ(x.posted, y.posted);
+  EXPECT_EQ(x.notifications, y.notifications);
+  EXPECT_EQ(x.faults, y.faults);
+  EXPECT_EQ(x.faults_recorded, y.faults_recorded);
+  EXPECT_EQ(x.faults_suppressed_fpd, y.faults_suppressed_fpd);
+  EXPECT_EQ(x.faults_dropped_overflow, y.faults_dropped_overflow);
+  EXPECT_EQ(x.iec_hits, y.iec_hits);
+  EXPECT_EQ(x.iec_misses, y.iec_misses);
+  EXPECT_EQ(x.iec_evictions, y.iec_evictions);
+  EXPECT_EQ(x.fault_events, y.fault_events);
+  EXPECT_EQ(0, std::memcmp(traced.ram->data(), plain.ram->data(), kRamSize));
+  // The script exercises the fast path, remapping and faults alike.
+  EXPECT_GT(hits_untraced, 3000u);
+  EXPECT_GT(y.remapped, 3000u);
+  EXPECT_GT(y.faults, 1000u);
+  EXPECT_GT(y.posted, 100u);
 }
 
 }  // namespace

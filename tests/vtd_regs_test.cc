@@ -111,6 +111,45 @@ TEST(VtdFaultRecordTest, LinuxLines) {
   EXPECT_EQ(LinuxFaultReasonString(0x27), "Unknown");
 }
 
+// [VT-d] 7.1.3, the interrupt-remapping fault table's "Qualified" column:
+// only faults found with a fetched IRTE (22h P=0, 24h reserved IRTE bits,
+// 26h source-id, 27h posted descriptor access) can be suppressed by
+// IRTE.FPD; 20h, 21h, 23h and 25h are always recorded.
+TEST(VtdRegsTest, QualifiedInterruptFaultsAreThoseWithAnIrte) {
+  const bool want[8] = {false, false, true, false, true, false, true, true};
+  for (uint8_t r = 0x20; r <= 0x27; ++r) {
+    EXPECT_EQ(IsQualifiedInterruptFault(r), want[r - 0x20]) << std::hex << int{r};
+  }
+}
+
+// 0x27 (posted-descriptor access error) has no string in Linux's
+// irq_remap_fault_reasons[] (0x20-0x26): dmar_get_fault_reason() returns
+// "Unknown" with fault type UNKNOWN, so dmar_fault_do_one() takes the DMA
+// branch: "[DMA Write NO_PASID]" (T=0), "fault addr" = the record's low
+// qword page-masked (FI[63:48] holds the interrupt index).
+TEST(VtdRegsTest, PostedDescriptorFaultPrintsAsLinuxUnknownReason) {
+  EXPECT_EQ(LinuxFaultLine(FaultRecord::Interrupt(0x0200, 4, 0x27)),
+            "DMAR: [DMA Write NO_PASID] Request device [02:00.0] fault addr "
+            "0x4000000000000 [fault reason 0x27] Unknown");
+  EXPECT_FALSE(IsLinuxInterruptRemapReason(0x27));
+}
+
+// [VT-d] 11.4.9.9: IQERCD field positions and the IQEI table, in the spec's
+// order (Linux: DMAR_IQER_REG_IQEI 3:0, ITESID 47:32, ICESID 63:48).
+TEST(VtdRegsTest, IqercdLayoutAndIqeiEncodings) {
+  EXPECT_EQ(Iqercd::kIqeiMask, 0xFull);
+  EXPECT_EQ(Iqercd::kItesidMask, 0x0000FFFF00000000ull);
+  EXPECT_EQ(Iqercd::kIcesidMask, 0xFFFF000000000000ull);
+  EXPECT_EQ(static_cast<int>(Iqei::kInfoNotAvailable), 0);
+  EXPECT_EQ(static_cast<int>(Iqei::kInvalidTail), 1);
+  EXPECT_EQ(static_cast<int>(Iqei::kDescriptorFetch), 2);
+  EXPECT_EQ(static_cast<int>(Iqei::kInvalidType), 3);
+  EXPECT_EQ(static_cast<int>(Iqei::kReservedField), 4);
+  EXPECT_EQ(static_cast<int>(Iqei::kInvalidWidth), 5);
+  EXPECT_EQ(static_cast<int>(Iqei::kTailMisaligned), 6);
+  EXPECT_EQ(static_cast<int>(Iqei::kInvalidWait), 7);
+}
+
 // [VT-d] 11.4.4.1: the one-shot mask software applies (0x96FFFFFF).
 TEST(VtdRegsTest, OneShotMask) {
   EXPECT_EQ(~Gcmd::kOneShot, 0x96FFFFFFu);

@@ -41,6 +41,7 @@
 #define VTD_IQT 0x88
 #define VTD_IQA 0x90
 #define VTD_ICS 0x9C
+#define VTD_IQERCD 0xB0
 #define VTD_IRTA 0xB8
 
 /* GCMD / GSTS bits (11.4.4). */
@@ -60,6 +61,7 @@
 #define VTD_CAP_NFR(c) ((int)(((c) >> 40) & 0xFF) + 1)
 #define VTD_CAP_PI (1ull << 59)
 #define VTD_ECAP_QI (1ull << 1)
+#define VTD_ECAP_DT (1ull << 2)
 #define VTD_ECAP_IR (1ull << 3)
 #define VTD_ECAP_EIM (1ull << 4)
 #define VTD_ECAP_IRO(e) ((uint32_t)(((e) >> 8) & 0x3FF) * 16)
@@ -68,7 +70,14 @@
 #define VTD_FSTS_PFO (1u << 0)
 #define VTD_FSTS_PPF (1u << 1)
 #define VTD_FSTS_IQE (1u << 4)
+#define VTD_FSTS_ICE (1u << 5)
+#define VTD_FSTS_ITE (1u << 6)
 #define VTD_FSTS_FRI(f) (((f) >> 8) & 0xFF)
+/* IQERCD (11.4.9.9): IQEI 3:0, ITESID 47:32, ICESID 63:48 (Linux's
+ * DMAR_IQER_REG_IQEI/ITESID/ICESID). */
+#define VTD_IQER_IQEI(r) ((unsigned)((r) & 0xF))
+#define VTD_IQER_ITESID(r) ((uint16_t)((r) >> 32))
+#define VTD_IQER_ICESID(r) ((uint16_t)((r) >> 48))
 #define VTD_FECTL_IM (1u << 31)
 #define VTD_FECTL_IP (1u << 30)
 
@@ -173,8 +182,53 @@ static inline void vtd_qi_put(uint64_t qw0, uint64_t qw1) {
   vtd_queue[vtd_qtail / 8 + 1] = qw1;
   vtd_qtail = (vtd_qtail + 16) % sizeof(vtd_queue);
 }
+/* 6.5.2.5 device-TLB invalidation of `sid` (Linux qi_flush_dev_iotlb):
+ * SID 47:32, MIP/QDEP 20:16; qw1 = ADDR | S (0: one page). */
+#define VTD_QI_DEVTLB(sid, qdep) \
+  (0x3ull | (uint64_t)((qdep) & 0x1F) << 16 | (uint64_t)(uint16_t)(sid) << 32)
+
+/* Linux's qi_type_string() (dmar.c). */
+static inline const char *vtd_qi_type_string(uint8_t type) {
+  switch (type) {
+    case 1: return "Context-cache Invalidation";
+    case 2: return "IOTLB Invalidation";
+    case 3: return "Device-TLB Invalidation";
+    case 4: return "Interrupt Entry Cache Invalidation";
+    case 5: return "Invalidation Wait";
+    case 6: return "PASID-based IOTLB Invalidation";
+    case 7: return "PASID-cache Invalidation";
+    case 8: return "PASID-based Device-TLB Invalidation";
+    case 9: return "Page Group Response";
+    default: return "UNKNOWN";
+  }
+}
+/* Linux's qi_dump_fault(): what FSTS.IQE/ITE/ICE and IQERCD say, and the
+ * descriptors at IQH and before it. */
+static inline void vtd_qi_dump_fault(uint32_t fsts) {
+  uint32_t head = (uint32_t)vtd_read64(VTD_IQH);
+  uint64_t iqer = vtd_read64(VTD_IQERCD);
+  if (fsts & VTD_FSTS_IQE)
+    printf("DMAR: VT-d detected Invalidation Queue Error: Reason %x\n",
+           VTD_IQER_IQEI(iqer));
+  if (fsts & VTD_FSTS_ITE)
+    printf("DMAR: VT-d detected Invalidation Time-out Error: SID %x\n",
+           VTD_IQER_ITESID(iqer));
+  if (fsts & VTD_FSTS_ICE)
+    printf("DMAR: VT-d detected Invalidation Completion Error: SID %x\n",
+           VTD_IQER_ICESID(iqer));
+  uint32_t n = sizeof(vtd_queue) / 16;
+  uint32_t prior = (head / 16 + n - 1) % n;
+  printf("DMAR: QI HEAD: %s qw0 = 0x%lx, qw1 = 0x%lx\n",
+         vtd_qi_type_string((uint8_t)(vtd_queue[head / 8] & 0xF)),
+         vtd_queue[head / 8], vtd_queue[head / 8 + 1]);
+  printf("DMAR: QI PRIOR: %s qw0 = 0x%lx, qw1 = 0x%lx\n",
+         vtd_qi_type_string((uint8_t)(vtd_queue[prior * 2] & 0xF)),
+         vtd_queue[prior * 2], vtd_queue[prior * 2 + 1]);
+}
+
 /* Linux's qi_submit_sync(): the descriptor, then an invalidation wait with
- * a status write; advance IQT; poll the status. False on IQE or timeout. */
+ * a status write; advance IQT; poll the status. False on IQE, ITE or
+ * timeout (the caller reads FSTS/IQERCD; Linux's qi_check_fault()). */
 static inline bool vtd_qi_submit(uint64_t qw0, uint64_t qw1) {
   uint32_t seq = ++vtd_wait_seq;
   vtd_wait_status = 0;
@@ -183,10 +237,13 @@ static inline bool vtd_qi_submit(uint64_t qw0, uint64_t qw1) {
   __asm__ volatile("" ::: "memory");
   vtd_write64(VTD_IQT, vtd_qtail);
   for (int i = 0; i < 1000000 && vtd_wait_status != seq; i++) {
-    if (vtd_read32(VTD_FSTS) & VTD_FSTS_IQE) return false;
+    if (vtd_read32(VTD_FSTS) & (VTD_FSTS_IQE | VTD_FSTS_ITE)) return false;
     cpu_relax();
   }
   return vtd_wait_status == seq;
+}
+static inline bool vtd_qi_devtlb(uint16_t sid) {
+  return vtd_qi_submit(VTD_QI_DEVTLB(sid, 0), 0);
 }
 static inline bool vtd_iec_global(void) { return vtd_qi_submit(VTD_QI_IEC, 0); }
 static inline bool vtd_iec_index(uint16_t index, uint8_t mask) {
@@ -198,6 +255,21 @@ static inline uint32_t vtd_set_irta(uint64_t base, bool eime) {
   vtd_write64(VTD_IRTA, base | (eime ? VTD_IRTA_EIME : 0) | VTD_IRT_S);
   uint32_t s = vtd_command(VTD_GCMD_SIRTP, true);
   vtd_eime = eime;
+  return s;
+}
+
+/* Enables interrupt remapping (GCMD.IRE) and then applies the CFI policy,
+ * as Linux's iommu_set_irq_remapping() does: `irqlab.vtd_cfi=1` on the
+ * command line (`--device=intel-iommu,cfi=on`) sets GCMD.CFI, so
+ * compatibility-format interrupts pass unremapped (11.4.4.1, effective only
+ * while IRTA.EIME=0); otherwise CFI is cleared if it was set (Linux: "Block
+ * compatibility-format MSIs"). Returns GSTS. */
+static inline uint32_t vtd_ir_enable(void) {
+  uint32_t s = vtd_command(VTD_GCMD_IRE, true);
+  if (cmdline_get_int("irqlab.vtd_cfi", 0))
+    s = vtd_command(VTD_GCMD_CFI, true);
+  else if (s & VTD_GSTS_CFIS)
+    s = vtd_command(VTD_GCMD_CFI, false);
   return s;
 }
 
