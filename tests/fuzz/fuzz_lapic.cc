@@ -39,6 +39,11 @@ void CheckApic(LocalApic& apic) {
   FUZZ_CHECK(v >= -1 && v <= 255);
   if (v >= 0) FUZZ_CHECK(apic.irr(v));
   FUZZ_CHECK(apic.ppr() <= 0xFF);
+  // The interrupt accounting's IRR bookkeeping (emu/irq_ledger.h): every
+  // IRR bit set left through INTA or a reset, or is still pending.
+  const LocalApic::IrrCounts& c = apic.irr_counts();
+  FUZZ_CHECK(c.irr_set == c.acknowledged + c.irr_cleared_by_reset +
+                              static_cast<uint64_t>(apic.irr_popcount()));
 }
 
 }  // namespace

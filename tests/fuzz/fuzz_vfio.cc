@@ -7,7 +7,9 @@
 // capability, MSI-X control), to the emulated MSI-X table and PBA, and to
 // the passed-through BARs; the physical device fires its vectors; the event
 // queue runs for a bounded time. The fix (none / NOVIRT quirk / IMS /
-// guest-owned) and the MSI-X policy come from the input.
+// guest-owned) and the MSI-X policy come from the input. Whatever the
+// guest does, the interrupt accounting (emu/irq_ledger.h) of the physical
+// device's MSIs and of the VMM's routed interrupts must hold.
 //
 // Input: one config byte, then ops (see the switch below).
 #include <cstddef>
@@ -19,6 +21,7 @@
 #include "devices/sriov_nic.h"
 #include "emu/host_platform.h"
 #include "emu/io.h"
+#include "emu/irq_ledger.h"
 #include "pci/assigned_device.h"
 #include "pci/pci_regs.h"
 #include "pci/pci_testing.h"
@@ -49,7 +52,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   absl::StatusOr<std::unique_ptr<HostPlatform>> host =
       HostPlatform::Create(hc, tb.ram.get(), &tb.events, &tb.events, &tb.tracer);
   FUZZ_CHECK(host.ok());
+  IrqLedger ledger(&tb.events);
+  (*host)->AccountDeviceInterrupts(&ledger);
   IrqRouteTable routes(&guest_apic, nullptr, &tb.tracer, &tb.events);
+  routes.set_ledger(&ledger);
   std::unique_ptr<PciFunction> phys;
   const bool nic = cfg & 1;
   if (nic) {
@@ -161,5 +167,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
   }
+  FUZZ_CHECK(ledger.holds());
   return 0;
 }
