@@ -40,7 +40,7 @@
 //   BM_DmaTranslate/2  global IOTLB invalidation before every request, both
 //                      timed (miss + refill + flush)
 //
-//   build-vtdd/bench/vtd_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+//   build/bench/vtd_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
 #include <cstdint>

@@ -14,7 +14,6 @@ namespace {
 constexpr uint64_t k4GiB = uint64_t{1} << 32;
 
 // Common fields of every system description table (ACPI 6.5 5.2.6).
-constexpr size_t kHeaderSize = 36;
 constexpr size_t kChecksumOffset = 9;
 constexpr char kOemId[] = "IRQLAB";        // 6 bytes
 constexpr char kOemTableId[] = "IRQLAB  ";  // 8 bytes
