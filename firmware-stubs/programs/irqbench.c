@@ -161,10 +161,7 @@ static bool ir_setup(uint16_t sid, uint32_t dest, bool eim_want, bool *eime_out)
     return false;
   }
   bool eime = eim_want && (ecap & VTD_ECAP_EIM);
-  vtd_qtail = 0;
-  vtd_write64(VTD_IQT, 0);
-  vtd_write64(VTD_IQA, (uint64_t)(uintptr_t)vtd_queue); /* QS = 0: 4 KiB */
-  uint32_t g1 = vtd_command(VTD_GCMD_QIE, true);
+  uint32_t g1 = vtd_qi_enable();
   uint32_t g2 = vtd_set_irta((uint64_t)(uintptr_t)vtd_irt, eime);
   bool iec = vtd_iec_global();
   uint32_t g3 = vtd_command(VTD_GCMD_IRE, true);

@@ -126,16 +126,7 @@ static int td_dev = -1;
 static uint64_t td_bar0, td_bar1;
 static int td_msi, td_msix;
 
-static bool want(const char *name) {
-  if (!cases_buf[0]) return true;
-  size_t n = strlen(name);
-  for (const char *p = cases_buf; *p;) {
-    if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == 0)) return true;
-    while (*p && *p != ',') p++;
-    if (*p == ',') p++;
-  }
-  return false;
-}
+static bool want(const char *name) { return cmdline_list_wants(cases_buf, name); }
 static int cpu_or0(int cpu) { return cpu < ncpus ? cpu : 0; }
 
 static void pulse(int pin) {
@@ -206,10 +197,7 @@ static void bringup(void) {
 
   uint32_t g0 = vtd_read32(VTD_GSTS);
   /* 1. Queued invalidation (Linux dmar_enable_qi). */
-  vtd_qtail = 0;
-  vtd_write64(VTD_IQT, 0);
-  vtd_write64(VTD_IQA, (uint64_t)(uintptr_t)vtd_queue); /* QS = 0: 4 KiB */
-  uint32_t g1 = vtd_command(VTD_GCMD_QIE, true);
+  uint32_t g1 = vtd_qi_enable();
   uint64_t iqh1 = vtd_read64(VTD_IQH);
   /* 2. Interrupt remapping table pointer. */
   uint32_t g2 = vtd_set_irta((uint64_t)(uintptr_t)vtd_irt, false);

@@ -49,16 +49,7 @@
 #define FE_VEC 0xE0
 static char cases_buf[64];
 
-static bool want(const char *name) {
-  if (!cases_buf[0]) return true;
-  size_t n = strlen(name);
-  for (const char *p = cases_buf; *p;) {
-    if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == 0)) return true;
-    while (*p && *p != ',') p++;
-    if (*p == ',') p++;
-  }
-  return false;
-}
+static bool want(const char *name) { return cmdline_list_wants(cases_buf, name); }
 
 static void bringup(void) {
   uint32_t ver = vtd_read32(VTD_VER);
@@ -68,10 +59,7 @@ static void bringup(void) {
     report_exit();
   }
   vtd_fro = VTD_CAP_FRO(vtd_read64(VTD_CAP));
-  vtd_qtail = 0;
-  vtd_write64(VTD_IQT, 0);
-  vtd_write64(VTD_IQA, (uint64_t)(uintptr_t)vtd_queue); /* QS = 0: 4 KiB */
-  uint32_t g1 = vtd_command(VTD_GCMD_QIE, true);
+  uint32_t g1 = vtd_qi_enable();
   uint32_t g2 = vtd_set_irta((uint64_t)(uintptr_t)vtd_irt, false);
   bool iec = vtd_iec_global();
   uint32_t g3 = vtd_ir_enable();

@@ -277,6 +277,19 @@ int memcmp(const void *a, const void *b, size_t n);
 size_t strlen(const char *s);
 int strcmp(const char *a, const char *b);
 int strncmp(const char *a, const char *b, size_t n);
+/* For a comma-separated selection such as "cases=remap,msi" (read with
+   cmdline_get_str into `list`): true if `list` names `name`, or if `list`
+   is empty (nothing selected means everything). */
+static inline bool cmdline_list_wants(const char *list, const char *name) {
+  if (!list[0]) return true;
+  size_t n = strlen(name);
+  for (const char *p = list; *p;) {
+    if (strncmp(p, name, n) == 0 && (p[n] == ',' || p[n] == 0)) return true;
+    while (*p && *p != ',') p++;
+    if (*p == ',') p++;
+  }
+  return false;
+}
 
 /* Simple test-and-set spinlock. */
 typedef struct { volatile uint32_t locked; } spinlock_t;

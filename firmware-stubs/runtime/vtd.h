@@ -250,6 +250,16 @@ static inline bool vtd_iec_index(uint16_t index, uint8_t mask) {
   return vtd_qi_submit(VTD_QI_IEC_INDEX(index, mask), 0);
 }
 
+/* Queued invalidation on, as Linux's dmar_enable_qi(): the queue at
+ * vtd_queue (IQA.QS = 0: 4 KiB, 256 descriptors), IQT = 0, GCMD.QIE.
+ * Returns GSTS. */
+static inline uint32_t vtd_qi_enable(void) {
+  vtd_qtail = 0;
+  vtd_write64(VTD_IQT, 0);
+  vtd_write64(VTD_IQA, (uint64_t)(uintptr_t)vtd_queue); /* QS = 0: 4 KiB */
+  return vtd_command(VTD_GCMD_QIE, true);
+}
+
 /* Points IRTA at `base` (S, EIME) and latches it with SIRTP. */
 static inline uint32_t vtd_set_irta(uint64_t base, bool eime) {
   vtd_write64(VTD_IRTA, base | (eime ? VTD_IRTA_EIME : 0) | VTD_IRT_S);
