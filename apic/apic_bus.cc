@@ -17,10 +17,19 @@ void ApicBus::Attach(LocalApic* apic) {
       apics_.begin(), apics_.end(), apic,
       [](const LocalApic* a, const LocalApic* b) { return a->cpu() < b->cpu(); });
   apics_.insert(it, apic);
+  if (apic->cpu() >= 0) {
+    const size_t cpu = static_cast<size_t>(apic->cpu());
+    if (by_cpu_.size() <= cpu) by_cpu_.resize(cpu + 1, nullptr);
+    by_cpu_[cpu] = apic;
+  }
   physical_index_valid_ = false;
 }
 
 LocalApic* ApicBus::apic(int cpu) const {
+  if (cpu >= 0 && static_cast<size_t>(cpu) < by_cpu_.size()) return by_cpu_[cpu];
+  if (cpu >= 0) return nullptr;
+  // Negative CPU indices are not indexed (none are used; kept for the
+  // contract "the APIC of vCPU `cpu`, or nullptr").
   for (LocalApic* a : apics_) {
     if (a->cpu() == cpu) return a;
   }
@@ -54,22 +63,65 @@ bool ApicBus::Matches(const LocalApic& apic, const ApicDestination& dest) {
   return cluster_ok && (logical_id & mda & 0xF) != 0;
 }
 
+void ApicBus::BuildIndexes() const {
+  physical_index_.clear();
+  x2apic_clusters_.clear();
+  xapic_enabled_.clear();
+  for (LocalApic* a : apics_) {
+    if (!a->globally_enabled()) continue;
+    physical_index_[a->id()].push_back(a);
+    if (a->x2apic_mode()) {
+      x2apic_clusters_[a->ldr() >> 16].push_back(
+          ClusterMember{static_cast<uint16_t>(a->ldr() & 0xFFFF), a});
+    } else {
+      xapic_enabled_.push_back(a);
+    }
+  }
+  physical_index_valid_ = true;
+}
+
 const ApicBus::ApicList& ApicBus::PhysicalMatches(uint32_t id) const {
   static const ApicList kNone;
-  if (!physical_index_valid_) {
-    physical_index_.clear();
-    for (LocalApic* a : apics_) {
-      if (a->globally_enabled()) physical_index_[a->id()].push_back(a);
-    }
-    physical_index_valid_ = true;
-  }
+  if (!physical_index_valid_) BuildIndexes();
   auto it = physical_index_.find(id);
   return it == physical_index_.end() ? kNone : it->second;
 }
 
+// A logical destination other than the broadcast. x2APIC-mode APICs can
+// only match through their cluster (Matches(): LDR[31:16] == DEST[31:16],
+// DEST[31:16] is 0 for an 8-bit destination), and their LDR is derived from
+// the read-only x2APIC id (SDM 11.12.10.2), so only the APICs of that
+// cluster are compared. xAPIC-mode APICs have guest-written LDR/DFR (flat or
+// cluster model, cluster 0xF = all): they are all compared. The two lists
+// are merged back into CPU order.
+ApicBus::ApicList ApicBus::LogicalMatches(const ApicDestination& dest) const {
+  static const std::vector<ClusterMember> kNone;
+  if (!physical_index_valid_) BuildIndexes();
+  auto it = x2apic_clusters_.find(dest.id >> 16);
+  const std::vector<ClusterMember>& x2 =
+      it == x2apic_clusters_.end() ? kNone : it->second;
+  // Matches() for a member of the cluster: LDR[15:0] & DEST[15:0] != 0.
+  const uint32_t members = dest.id & 0xFFFF;
+  ApicList out;
+  auto x2_it = x2.begin();
+  for (LocalApic* a : xapic_enabled_) {
+    if (!Matches(*a, dest)) continue;
+    for (; x2_it != x2.end() && x2_it->apic->cpu() < a->cpu(); ++x2_it) {
+      if (x2_it->ldr_bits & members) out.push_back(x2_it->apic);
+    }
+    out.push_back(a);
+  }
+  for (; x2_it != x2.end(); ++x2_it) {
+    if (x2_it->ldr_bits & members) out.push_back(x2_it->apic);
+  }
+  return out;
+}
+
 ApicBus::ApicList ApicBus::Decode(const ApicDestination& dest) const {
   const uint32_t broadcast = dest.wide ? 0xFFFFFFFF : 0xFF;
-  if (!dest.logical && dest.id != broadcast) return PhysicalMatches(dest.id);
+  if (dest.id != broadcast) {
+    return dest.logical ? LogicalMatches(dest) : PhysicalMatches(dest.id);
+  }
   ApicList out;
   for (LocalApic* a : apics_) {
     if (a->globally_enabled() && Matches(*a, dest)) out.push_back(a);

@@ -98,6 +98,7 @@ class ApicBus : public MsiSink, public IpiSink {
   MsiOutcome SignalX2Apic(const MsiMessage& message, uint32_t destination) override;
   // IpiSink: routes an ICR-sent IPI.
   void SendIpi(const Ipi& ipi) override;
+  // Invalidates the physical and logical destination indexes.
   void PhysicalIdChanged() override { physical_index_valid_ = false; }
 
   // CPU accesses to the xAPIC page, for the machine's MMIO dispatch (the
@@ -124,6 +125,12 @@ class ApicBus : public MsiSink, public IpiSink {
   // APIC's id or IA32_APIC_BASE changed (the MSI fast path: O(1) for any
   // number of CPUs).
   const ApicList& PhysicalMatches(uint32_t id) const;
+  // Enabled APICs matching logical destination `dest` (not the broadcast),
+  // in CPU order: the x2APIC-mode APICs of the destination's cluster from
+  // an index, plus a scan of the xAPIC-mode APICs (guest-written LDR/DFR).
+  ApicList LogicalMatches(const ApicDestination& dest) const;
+  // Rebuilds physical_index_, x2apic_clusters_ and xapic_enabled_.
+  void BuildIndexes() const;
   LocalApic* ArbitrateLowestPriority(const ApicList& candidates,
                                      uint8_t vector) const;
   static std::string CpuList(const ApicList& targets);
@@ -134,8 +141,23 @@ class ApicBus : public MsiSink, public IpiSink {
   const Clock* clock_;
   Tracer* tracer_;
   std::vector<LocalApic*> apics_;  // sorted by cpu()
-  // Cache for PhysicalMatches(); see PhysicalIdChanged().
+  // apic(cpu) in O(1): indexed by cpu() (>= 0), nullptr where none attached.
+  std::vector<LocalApic*> by_cpu_;
+  // Caches for PhysicalMatches() and LogicalMatches(), valid together while
+  // physical_index_valid_; see PhysicalIdChanged(). They depend on each
+  // APIC's enable, mode, id and (x2APIC mode) LDR, which change only through
+  // IA32_APIC_BASE writes, xAPIC ID writes and resets; LocalApic reports
+  // each of those.
   mutable absl::flat_hash_map<uint32_t, ApicList> physical_index_;
+  // x2APIC-mode APICs by LDR[31:16] (cluster), in CPU order, with their
+  // LDR[15:0].
+  struct ClusterMember {
+    uint16_t ldr_bits;
+    LocalApic* apic;
+  };
+  mutable absl::flat_hash_map<uint32_t, std::vector<ClusterMember>> x2apic_clusters_;
+  // Enabled APICs in xAPIC mode, in CPU order.
+  mutable std::vector<LocalApic*> xapic_enabled_;
   mutable bool physical_index_valid_ = false;
 };
 

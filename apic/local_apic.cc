@@ -137,7 +137,13 @@ void LocalApic::ResetRegisters() {
   isr_.Reset();
   tmr_.Reset();
   tpr_ = 0;
-  ldr_ = x2apic_mode() ? X2apicLdr(id_) : 0;
+  // In x2APIC mode this is the LDR it already has (derived from the fixed
+  // x2APIC id); the bus indexes x2APIC LDRs, so report any change anyway.
+  const uint32_t ldr = x2apic_mode() ? X2apicLdr(id_) : 0;
+  if (x2apic_mode() && ldr != ldr_ && ipi_sink_ != nullptr) {
+    ipi_sink_->PhysicalIdChanged();
+  }
+  ldr_ = ldr;
   dfr_ = apic::kDfrFlat;
   svr_ = apic::kSvrReset;
   esr_ = 0;

@@ -88,8 +88,10 @@ class IpiSink {
   // lowest priority, and Accept()s the IPI at each destination. Never fails:
   // an IPI with no destination is traced and lost, as on hardware.
   virtual void SendIpi(const Ipi& ipi) = 0;
-  // The APIC's id or its IA32_APIC_BASE (enable, mode) changed: physical
-  // destination lookups cached by the bus are stale.
+  // The APIC's id, its IA32_APIC_BASE (enable, mode) or its x2APIC-mode
+  // LDR changed: physical and logical (x2APIC cluster) destination lookups
+  // cached by the bus are stale. (xAPIC-mode LDR/DFR writes are not
+  // reported: the bus does not cache xAPIC logical destinations.)
   virtual void PhysicalIdChanged() {}
 };
 

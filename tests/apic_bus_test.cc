@@ -437,6 +437,83 @@ TEST_F(ApicBusTest, MmioRoutingIsPerCpuAndFollowsTheApicBase) {
   EXPECT_FALSE(bus_->MmioRead(1, kBase + apic::kRegId, 4).has_value());
 }
 
+// apic(cpu) is an index by CPU number: every attached CPU, nothing else.
+TEST_F(ApicBusTest, ApicByCpuIndex) {
+  Remake({7, 3, 9, 1, 0x20});
+  for (int cpu = 0; cpu < 5; ++cpu) EXPECT_EQ(bus_->apic(cpu), &A(cpu));
+  EXPECT_EQ(bus_->apic(5), nullptr);
+  EXPECT_EQ(bus_->apic(4096), nullptr);
+  EXPECT_EQ(bus_->apic(-1), nullptr);
+}
+
+// The bus indexes x2APIC-mode APICs by logical cluster (11.12.10.2). The
+// index is built by the first logical message and must follow later mode
+// and enable changes: an APIC switched xAPIC -> x2APIC afterwards receives
+// its x2APIC logical interrupts (and no longer matches as an xAPIC flat
+// APIC with the LDR it had), a globally disabled APIC receives nothing, and
+// an APIC re-enabled in xAPIC mode matches by its (reset) xAPIC LDR again.
+TEST_F(ApicBusTest, LogicalIndexFollowsModeAndEnableChanges) {
+  Remake({0x00, 0x01, 0x12, 0x13});
+  for (int cpu : {0, 2, 3}) ToX2apic(cpu);
+  W(1, apic::kRegLdr, 0x01000000);  // xAPIC flat, logical id bit 0
+  // Builds the index: cluster 0 bit 0 (CPU 0) and the flat CPU 1.
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x40, kRid,
+                                        {.logical = true}), 0x00000001);
+  EXPECT_EQ(WithIrr(0x40), (std::vector<int>{0, 1}));
+  // CPU 1 -> x2APIC: LDR = cluster 0, bit 1 << 1.
+  ToX2apic(1);
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x41, kRid, {.logical = true}),
+                     0x00000002);
+  EXPECT_EQ(WithIrr(0x41), std::vector<int>{1});
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x42, kRid, {.logical = true}),
+                     0x00000001);
+  EXPECT_EQ(WithIrr(0x42), std::vector<int>{0});
+  // Cluster 1: CPUs 2 (bit 2) and 3 (bit 3); then CPU 2 disabled.
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x43, kRid, {.logical = true}),
+                     0x0001000C);
+  EXPECT_EQ(WithIrr(0x43), (std::vector<int>{2, 3}));
+  ASSERT_TRUE(A(2).WriteApicBase(kBase).ok());  // x2APIC -> disabled
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x44, kRid, {.logical = true}),
+                     0x0001000C);
+  EXPECT_EQ(WithIrr(0x44), std::vector<int>{3});
+  // Re-enabled in xAPIC mode: LDR reset to 0, then written (flat, bit 2).
+  ASSERT_TRUE(A(2).WriteApicBase(kBase | kEn).ok());
+  W(2, apic::kRegSvr, 0x3FF);
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x45, kRid, {.logical = true}),
+                     0x0001000C);
+  EXPECT_EQ(WithIrr(0x45), std::vector<int>{3});
+  W(2, apic::kRegLdr, 0x04000000);
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x46, kRid, {.logical = true}),
+                     0x0001000C);
+  EXPECT_EQ(WithIrr(0x46), (std::vector<int>{2, 3}));
+}
+
+// An 8-bit logical MSI with xAPIC- and x2APIC-mode APICs on the bus: both
+// kinds match (x2APIC ones as cluster 0) and are delivered and traced in
+// CPU order, as a scan of every APIC would.
+TEST_F(ApicBusTest, LogicalMatchesOfBothModesStayInCpuOrder) {
+  Remake({0x00, 0x01, 0x02, 0x03, 0x10});
+  for (int cpu : {1, 3, 4}) ToX2apic(cpu);
+  W(0, apic::kRegLdr, 0x0A000000);  // flat: bits 1 and 3
+  W(2, apic::kRegLdr, 0x08000000);  // flat: bit 3
+  // MDA 0x0A: CPU 0 (flat), CPU 1 (x2APIC cluster 0 bit 1), CPU 2 (flat),
+  // CPU 3 (x2APIC bit 3); CPU 4 is in cluster 1.
+  bus_->Signal(MsiMessage::Compat(0x0A, 0x50, kRid, {.logical = true}));
+  EXPECT_EQ(WithIrr(0x50), (std::vector<int>{0, 1, 2, 3}));
+  auto route = Events(trace::APIC_ROUTE);
+  ASSERT_EQ(route.size(), 1u);
+  EXPECT_NE(route[0].detail().find("-> cpus 0,1,2,3"), std::string::npos)
+      << route[0].detail();
+  // A 32-bit logical destination in cluster 1 reaches CPU 4 only among the
+  // x2APIC APICs, and the flat xAPIC APICs compare its low 8 bits.
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x51, kRid, {.logical = true}),
+                     0x00010001);
+  EXPECT_EQ(WithIrr(0x51), std::vector<int>{4});
+  bus_->SignalX2Apic(MsiMessage::Compat(0, 0x52, kRid, {.logical = true}),
+                     0x00010008);
+  EXPECT_EQ(WithIrr(0x52), (std::vector<int>{0, 2}));
+}
+
 // Destination matching in isolation (no shorthand): the rules in
 // apic_bus.h, for an xAPIC flat, xAPIC cluster and x2APIC target.
 TEST_F(ApicBusTest, MatchesTable) {
