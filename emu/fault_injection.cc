@@ -1,5 +1,6 @@
 #include "emu/fault_injection.h"
 
+#include <optional>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -43,11 +44,21 @@ absl::StatusOr<std::unique_ptr<FaultInjector>> FaultInjector::Create(
       case F::kIrte:
       case F::kSkipIecInvalidation:
       case F::kUnreadable:
+      case F::kDropInvalidation:
+      case F::kDelayInvalidation:
+      case F::kReorderInvalidation:
         if (m->iommu() == nullptr) {
           return FaultError(i, "", "needs a guest VT-d (machine.devices intel-iommu)");
         }
         if (f.has_irte() && f.irte().index() >= 65536) {
           return FaultError(i, ".irte.index", "must be below 65536");
+        }
+        if (f.has_delay_invalidation() && f.delay_invalidation().ticks() == 0) {
+          return FaultError(i, ".delay_invalidation.ticks", "must be > 0");
+        }
+        if (f.has_reorder_invalidation() && f.reorder_invalidation().count() > 1) {
+          return FaultError(i, ".reorder_invalidation.count",
+                            "must be 0 or 1 (one reorder per fault)");
         }
         break;
       case F::kRte:
@@ -73,8 +84,34 @@ absl::StatusOr<std::unique_ptr<FaultInjector>> FaultInjector::Create(
           return FaultError(i, ".firmware_fire.source", "must be 0..12");
         }
         break;
+      case F::kMsixEntry: {
+        const scenario::MsixEntryFault& x = f.msix_entry();
+        if (x.slot() >= static_cast<uint32_t>(PciHost::kDevicesPerBus)) {
+          return FaultError(i, ".msix_entry.slot", "must be 0..31");
+        }
+        PciFunction* fn = m->pci().Find(0, static_cast<uint8_t>(x.slot()), 0);
+        if (fn == nullptr) {
+          return FaultError(i, ".msix_entry.slot",
+                            absl::StrFormat("no PCI function at 00:%02x.0", x.slot()));
+        }
+        if (fn->msix() == nullptr) {
+          return FaultError(i, ".msix_entry.slot",
+                            absl::StrFormat("00:%02x.0 (%s) has no MSI-X capability", x.slot(),
+                                            fn->name()));
+        }
+        if (x.index() >= fn->msix()->vectors()) {
+          return FaultError(i, ".msix_entry.index",
+                            absl::StrFormat("must be below the table size %u of 00:%02x.0",
+                                            fn->msix()->vectors(), x.slot()));
+        }
+        break;
+      }
+      case F::kDelayEoi:
+        if (f.delay_eoi().ticks() == 0) return FaultError(i, ".delay_eoi.ticks", "must be > 0");
+        break;
       case F::kMsi:
       case F::kVanish:
+      case F::kStaleRouteOrder:
         break;
     }
     if (f.has_on()) {
@@ -223,6 +260,35 @@ void FaultInjector::Apply(int index) {
       Note(index, absl::StrFormat("the guest vIOMMU skips the next %u IEC invalidation(s)", n));
       break;
     }
+    case F::kDropInvalidation: {
+      const scenario::InvalidationFault& d = f.drop_invalidation();
+      const uint32_t n = d.count() == 0 ? 1 : d.count();
+      using T = VtdUnit::InvalidationType;
+      static constexpr T kTypes[] = {T::kAny, T::kContextCache, T::kIotlb, T::kIec,
+                                     T::kDeviceTlb};
+      const int t = static_cast<int>(d.type());
+      m->iommu()->DropInvalidations(t >= 0 && t < 5 ? kTypes[t] : T::kAny, n);
+      Note(index, absl::StrFormat("the guest vIOMMU drops the next %u %s invalidation "
+                                  "descriptor(s)",
+                                  n, scenario::InvalidationFault::Type_Name(d.type())));
+      break;
+    }
+    case F::kDelayInvalidation: {
+      const uint32_t n =
+          f.delay_invalidation().count() == 0 ? 1 : f.delay_invalidation().count();
+      const uint64_t ticks = f.delay_invalidation().ticks();
+      const bool ok = m->iommu()->DelayInvalidations(ticks, n);
+      Note(index, ok ? absl::StrFormat("the guest vIOMMU's invalidation queue stalls %u "
+                                       "ticks before each of the next %u descriptor(s)",
+                                       ticks, n)
+                     : std::string("invalidation delay ignored: the vIOMMU has no event queue"));
+      break;
+    }
+    case F::kReorderInvalidation:
+      m->iommu()->ReorderInvalidations();
+      Note(index, "the guest vIOMMU swaps the next two pending non-wait invalidation "
+                  "descriptors");
+      break;
     case F::kSpurious:
       Note(index, absl::StrFormat("spurious vector 0x%x on cpu %u", f.spurious().vector(),
                                   f.spurious().cpu()));
@@ -247,6 +313,59 @@ void FaultInjector::Apply(int index) {
       const uint32_t n = f.vanish().count() == 0 ? 1 : f.vanish().count();
       m->device_msi_entry().LoseNext(n);
       Note(index, absl::StrFormat("the next %u device MSI(s) vanish (accounting self-test)", n));
+      break;
+    }
+    case F::kMsixEntry: {
+      // Validated in Create(): the function exists, has MSI-X, index fits.
+      const scenario::MsixEntryFault& x = f.msix_entry();
+      PciFunction* fn = m->pci().Find(0, static_cast<uint8_t>(x.slot()), 0);
+      MsixCapability* cap = fn->msix();
+      const int bar = cap->options().table_bar;
+      const uint64_t entry = cap->options().table_offset + uint64_t{x.index()} * pci::kMsixEntrySize;
+      const std::string what = absl::StrFormat(
+          "MSI-X entry %u of 00:%02x.0 %s", x.index(), x.slot(),
+          scenario::MsixEntryFault::Field_Name(x.field()));
+      const std::optional<uint64_t> base = fn->BarMappedAt(bar);
+      if (!base) {
+        Note(index, absl::StrFormat("%s: table BAR%d does not decode: nothing written", what, bar));
+        break;
+      }
+      uint32_t offset = 0;
+      switch (x.field()) {
+        case scenario::MsixEntryFault::ADDRESS_HI: offset = pci::kMsixEntryAddressHi; break;
+        case scenario::MsixEntryFault::DATA: offset = pci::kMsixEntryData; break;
+        case scenario::MsixEntryFault::VECTOR_CONTROL: offset = pci::kMsixEntryVectorControl; break;
+        default: offset = pci::kMsixEntryAddressLo; break;
+      }
+      const uint64_t addr = *base + entry + offset;
+      // Traced before the write: its side effects (an unmask releasing a
+      // pending message) follow the FAULT_INJECT line.
+      const AccessOrigin o = AccessOrigin::Cpu(0);
+      if (x.field() == scenario::MsixEntryFault::CLEAR) {
+        Note(index, absl::StrFormat("%s: stray writes of 0 at 0x%x..0x%x (was %08x %08x %08x %08x)",
+                                    what, *base + entry, *base + entry + 15,
+                                    cap->Read(bar, entry, 4), cap->Read(bar, entry + 4, 4),
+                                    cap->Read(bar, entry + 8, 4), cap->Read(bar, entry + 12, 4)));
+        for (uint32_t dw = 0; dw < pci::kMsixEntrySize; dw += 4) m->mmio().Write(o, *base + entry + dw, 4, 0);
+      } else {
+        Note(index, absl::StrFormat("%s := 0x%x: stray write at 0x%x (was 0x%x)", what, x.value(), addr,
+                                    cap->Read(bar, entry + offset, 4)));
+        m->mmio().Write(o, addr, 4, x.value());
+      }
+      break;
+    }
+    case F::kDelayEoi: {
+      const uint32_t n = f.delay_eoi().count() == 0 ? 1 : f.delay_eoi().count();
+      Note(index, absl::StrFormat("the next %u EOI broadcast(s) to the IOAPIC delayed by %u ticks", n,
+                                  f.delay_eoi().ticks()));
+      m->DelayEoiBroadcasts(f.delay_eoi().ticks(), n, absl::StrFormat("fault[%d]", index));
+      break;
+    }
+    case F::kStaleRouteOrder: {
+      const uint32_t n = f.stale_route_order().count() == 0 ? 1 : f.stale_route_order().count();
+      m->ioapic().OverrideNextRteWriteOrder(n);
+      Note(index, absl::StrFormat("the next %u IOAPIC RTE write(s) use the order %s", n,
+                                  RouteUpdateOrderName(RouteUpdateOrder::kStaleBeforeService)));
       break;
     }
     case F::KIND_NOT_SET:

@@ -15,11 +15,17 @@
 // compatibility format, outside the window); a guest IRTE rewritten in
 // memory without invalidation (cleared, vector, present, SID,
 // destination); an IOAPIC RTE rewritten; routed interrupts dropped or
-// duplicated by the VMM; IEC invalidations skipped by the guest vIOMMU; a
+// duplicated by the VMM; IEC invalidations skipped by the guest vIOMMU;
+// invalidation descriptors dropped (by type), delayed (the queue stalls)
+// or reordered by the guest vIOMMU (iommu/vtd_unit.h); a
 // spurious interrupt; the WCN6855 firmware firing a source (e.g. before
 // the driver is ready); guest memory holding the tables becoming
 // unreadable for the vIOMMU; device MSIs vanishing (`vanish`: the
-// self-test of the interrupt accounting, emu/irq_ledger.h).
+// self-test of the interrupt accounting, emu/irq_ledger.h); a stray write
+// to a guest PCI function's MSI-X table entry (through its table BAR);
+// EOI broadcasts to the IOAPIC delayed (Machine::DelayEoiBroadcasts);
+// IOAPIC RTE writes in the seed-003 pre-fix route order
+// (IoApic::OverrideNextRteWriteOrder).
 #ifndef IRQLAB_EMU_FAULT_INJECTION_H_
 #define IRQLAB_EMU_FAULT_INJECTION_H_
 

@@ -154,7 +154,7 @@ absl::Status Machine::Init() {
     // The callbacks reach vCPU i, which is created after its APIC.
     LocalApicCallbacks cb;
     cb.kick = [this, i] { KickCpu(i); };
-    cb.eoi_broadcast = [this](uint8_t vector) { ioapic_->EndOfInterrupt(vector); };
+    cb.eoi_broadcast = [this, i](uint8_t vector) { EoiBroadcast(i, vector); };
     cb.init = [this, i] {
       // INIT to the BSP would reset it to the firmware: not modelled.
       if (i != 0) vcpus_[i]->Init();
@@ -205,6 +205,7 @@ absl::Status Machine::InitIommu(const MachineConfig::Device& spec) {
     vc.device_tlb = mode->second;
   }
   ASSIGN_OR_RETURN(vtd_, VtdUnit::Create(vc, apic_bus_.get(), ram_.get(), this, tracer_));
+  vtd_->set_event_queue(&events_);  // resumes an injected invalidation delay
   RETURN_IF_ERROR(mmio_.Map(vc.base, vtd::kRegisterFileSize, vtd_.get(), "intel-iommu"));
   // Interrupts: the IOAPIC's and the root complex's MSIs go through the unit.
   for (AccountingMsiSink* entry : {&device_entry_, &ioapic_entry_, &injected_entry_}) {
@@ -542,6 +543,28 @@ void Machine::InjectInterrupt(int cpu, int vector) {
   Trace(trace::INJECT, cpu, "host inject", vector);
   lapics_[cpu]->Accept(static_cast<uint8_t>(vector), /*trigger_level=*/false,
                        DeliveryMode::kFixed);
+}
+
+void Machine::DelayEoiBroadcasts(uint64_t ticks, uint32_t count, std::string label) {
+  eoi_delays_left_ += count;
+  eoi_delay_ticks_ = ticks;
+  eoi_delay_label_ = std::move(label);
+}
+
+void Machine::EoiBroadcast(int cpu, uint8_t vector) {
+  if (eoi_delays_left_ == 0) {
+    ioapic_->EndOfInterrupt(vector);
+    return;
+  }
+  --eoi_delays_left_;
+  const uint64_t when = Now() + eoi_delay_ticks_;
+  Trace(trace::FAULT_INJECT, cpu,
+        absl::StrFormat("%s: EOI broadcast of vector 0x%x from cpu %d delayed to t=%d",
+                        eoi_delay_label_, vector, cpu, when),
+        vector);
+  events_.Schedule(when, EventPriority::kInterruptDelivery,
+                   absl::StrFormat("cpu%d: delayed EOI 0x%x", cpu, vector),
+                   [this, vector] { ioapic_->EndOfInterrupt(vector); });
 }
 
 void Machine::InjectNmi(int cpu) {

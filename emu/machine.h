@@ -153,6 +153,13 @@ class Machine : public VcpuHost, public Clock {
   void InjectInterrupt(int cpu, int vector);
   void InjectNmi(int cpu);
   void SetIrqLine(int line, bool high);
+  // Fault injection (emu/fault_injection.h, delay_eoi): the next `count`
+  // EOI broadcasts from the local APICs reach the IOAPIC `ticks` later (an
+  // event at kInterruptDelivery) instead of at once. Each delayed EOI is
+  // traced as FAULT_INJECT "`label`: ..."; until it arrives the entry's
+  // Remote IRR stays set. Calls add to the remaining count (the latest
+  // `ticks` applies).
+  void DelayEoiBroadcasts(uint64_t ticks, uint32_t count, std::string label);
 
   const MachineConfig& config() const { return config_; }
   EventQueue& events() { return events_; }
@@ -229,6 +236,9 @@ class Machine : public VcpuHost, public Clock {
   void FitSliceToEvents();
   // The local APIC of `cpu` has something new to deliver.
   void KickCpu(int cpu);
+  // A level-triggered EOI broadcast by the local APIC of `cpu`: to the
+  // IOAPIC now, or later (DelayEoiBroadcasts).
+  void EoiBroadcast(int cpu, uint8_t vector);
 
   // Static configuration.
   const MachineConfig config_;
@@ -290,6 +300,10 @@ class Machine : public VcpuHost, public Clock {
   uint64_t running_start_instr_ = 0;
   std::optional<int> exit_status_;
   bool kernel_loaded_ = false;
+  // DelayEoiBroadcasts(): EOIs still to delay, by how much, trace label.
+  uint32_t eoi_delays_left_ = 0;
+  uint64_t eoi_delay_ticks_ = 0;
+  std::string eoi_delay_label_;
 };
 
 }  // namespace irqlab

@@ -58,7 +58,11 @@ absl::StatusOr<std::unique_ptr<IoApic>> IoApic::Create(
 
 IoApic::IoApic(const IoApicConfig& config, MsiSink* sink, Tracer* tracer,
                const Clock* clock)
-    : config_(config), sink_(sink), tracer_(tracer), clock_(clock) {
+    : config_(config),
+      sink_(sink),
+      tracer_(tracer),
+      clock_(clock),
+      order_(config.route_update_order) {
   Reset();
 }
 
@@ -95,6 +99,15 @@ uint64_t IoApic::Read(const AccessOrigin& /*origin*/, uint64_t offset,
 
 void IoApic::Write(const AccessOrigin& /*origin*/, uint64_t offset,
                    unsigned size, uint64_t value) {
+  // The order of this MMIO write: the configured one, unless it is an RTE
+  // write that OverrideNextRteWriteOrder() turned stale.
+  order_ = config_.route_update_order;
+  if (stale_rte_writes_ > 0 && offset == ioapic::kIoWin && size == 4 &&
+      io_regsel_ >= ioapic::kIndexRedirBase &&
+      io_regsel_ <= ioapic::kIndexRedirLast) {
+    --stale_rte_writes_;
+    order_ = RouteUpdateOrder::kStaleBeforeService;
+  }
   if (offset == ioapic::kIoRegSel && (size == 1 || size == 4)) {
     io_regsel_ = value & 0xFF;
   } else if (offset == ioapic::kIoWin && size == 4) {
@@ -110,9 +123,10 @@ void IoApic::Write(const AccessOrigin& /*origin*/, uint64_t offset,
 
   // Pre-fix QEMU refreshed the routes at the end of every ioapic_mem_write(),
   // i.e. *after* an RTE write had already serviced the pin (seed 003).
-  if (config_.route_update_order == RouteUpdateOrder::kStaleBeforeService) {
+  if (order_ == RouteUpdateOrder::kStaleBeforeService) {
     RefreshRoutes();
   }
+  order_ = config_.route_update_order;
 }
 
 uint32_t IoApic::ReadIndirect(uint8_t index) const {
@@ -182,7 +196,7 @@ void IoApic::WriteRte(int pin, bool high_dword, uint32_t value) {
   // refreshed only at the end of the MMIO write (see Write()), so the unmask
   // that follows a masked destination change delivers with the route that
   // was installed before the entry was masked: the old CPU.
-  if (config_.route_update_order == RouteUpdateOrder::kUpdateBeforeService) {
+  if (order_ == RouteUpdateOrder::kUpdateBeforeService) {
     RefreshRoutes();
   }
   ServiceLevel(pin);
@@ -247,8 +261,7 @@ void IoApic::RefreshRoutes() {
       Trace(trace::ROUTE_UPDATE,
             absl::StrFormat("pin=%d gen=%d order=%s %s", pin,
                             route.generation,
-                            std::string(RouteUpdateOrderName(
-                                config_.route_update_order)),
+                            std::string(RouteUpdateOrderName(order_)),
                             message.ToString()),
             pins_[pin].rte.vector(), message.address, message.data);
     }

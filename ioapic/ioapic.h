@@ -222,6 +222,17 @@ class IoApic : public IoHandler, public IrqLineTarget {
   // comment). Public so the machine can model other refresh points.
   void RefreshRoutes();
 
+  // Fault injection (emu/fault_injection.h, stale_route_order): the next
+  // `count` RTE writes (IOWIN writes while IOREGSEL selects an RTE dword)
+  // use RouteUpdateOrder::kStaleBeforeService -- service the pin, refresh
+  // the routes at the end of that MMIO write -- whatever the configured
+  // order; their ROUTE_UPDATE lines say order=stale-before-service. Other
+  // writes, and RTE writes once the count is used up, keep the configured
+  // order. Calls add to the remaining count. No effect on a machine
+  // configured with kStaleBeforeService.
+  void OverrideNextRteWriteOrder(uint32_t count) { stale_rte_writes_ += count; }
+  uint32_t stale_rte_writes_left() const { return stale_rte_writes_; }
+
  private:
   IoApic(const IoApicConfig& config, MsiSink* sink, Tracer* tracer,
          const Clock* clock);
@@ -264,6 +275,11 @@ class IoApic : public IoHandler, public IrqLineTarget {
   std::array<IoApicRoute, ioapic::kNumPins> route_cache_;
   uint64_t route_generation_ = 0;
   uint64_t delivery_count_ = 0;
+  // OverrideNextRteWriteOrder(): RTE writes left to run in the stale order,
+  // and the order of the MMIO write in progress (the configured one outside
+  // an overridden write).
+  uint32_t stale_rte_writes_ = 0;
+  RouteUpdateOrder order_;
 };
 
 }  // namespace irqlab

@@ -54,6 +54,18 @@ inline bool SourceIdVerified(const vtd::Irte& irte, uint16_t rid) {
   }
 }
 
+// Descriptor type names for the queue's fault-injection traces.
+const char* QiTypeName(uint8_t type) {
+  switch (type) {
+    case qi::kContextCache: return "context-cache";
+    case qi::kIotlb: return "IOTLB";
+    case qi::kDeviceTlb: return "device-TLB";
+    case qi::kIec: return "IEC";
+    case qi::kWait: return "invalidation wait";
+    default: return "invalid type";
+  }
+}
+
 std::string DestinationText(uint32_t destination, bool wide, bool logical) {
   return absl::StrFormat("%s%s 0x%x", wide ? "x2apic " : "",
                          logical ? "logical" : "dest", destination);
@@ -438,6 +450,8 @@ void VtdUnit::WriteGcmd(uint32_t value) {
     } else {
       gsts_ &= ~Gsts::kQies;
       iqh_ = 0;  // 11.4.9.1: IQH resets when QI is disabled
+      reorder_active_ = false;
+      qi_stall_released_ = false;
       note("QIE=0: queued invalidation disabled, IQH reset");
     }
   }
@@ -1010,6 +1024,7 @@ void VtdUnit::RaiseIqe(vtd::Iqei why, uint64_t descriptor_address,
                        uint64_t qw0, const std::string& what) {
   const bool was_pending = AnyStatusPending();
   fsts_ |= Fsts::kIqe;
+  reorder_active_ = false;  // an injected reorder ends at a queue error
   iqercd_ = (iqercd_ & ~vtd::Iqercd::kIqeiMask) | static_cast<uint64_t>(why);
   Trace(trace::QI_DESCRIPTOR,
         absl::StrFormat("IQE: %s; queue stopped at IQH %#x", what, iqh_), -1,
@@ -1021,9 +1036,63 @@ void VtdUnit::RaiseIqe(vtd::Iqei why, uint64_t descriptor_address,
 // Queued invalidation (6.5.2).
 // ---------------------------------------------------------------------------
 
+bool VtdUnit::DelayInvalidations(uint64_t ticks, uint32_t n) {
+  if (events_ == nullptr || n == 0) return false;
+  fault_delay_ticks_ = ticks;
+  fault_delay_count_ += n;
+  return true;
+}
+
+bool VtdUnit::TakeDrop(InvalidationType type) {
+  for (InvalidationType t : {type, InvalidationType::kAny}) {
+    uint32_t& n = fault_drop_[static_cast<int>(t)];
+    if (n > 0) {
+      --n;
+      return true;
+    }
+  }
+  return false;
+}
+
+void VtdUnit::ArmReorder(uint64_t tail) {
+  fault_reorder_armed_ = false;
+  const uint64_t qbytes = iqa_.size_bytes();
+  const uint64_t dsz = iqa_.descriptor_bytes();
+  uint64_t found[2] = {0, 0};
+  uint8_t types[2] = {0, 0};
+  int n = 0;
+  // IQH and IQT are in range and aligned here (ProcessQueue checked).
+  for (uint64_t off = iqh_; off != tail && n < 2; off = (off + dsz) % qbytes) {
+    const uint64_t a = iqa_.base() + off;
+    if (a < iqa_.base() || !ram_->Contains(a, 8)) break;
+    const uint8_t type = qi::Type(ram_->Load<uint64_t>(a));
+    if (type == qi::kWait) continue;
+    types[n] = type;
+    found[n++] = off;
+  }
+  if (n < 2) {
+    Trace(trace::FAULT_INJECT,
+          absl::StrFormat("reorder: %d non-wait descriptor(s) pending between "
+                          "IQH %#x and IQT %#x: nothing reordered (injected)",
+                          n, iqh_, tail),
+          -1, iqa_.base() + iqh_, n);
+    return;
+  }
+  reorder_active_ = true;
+  reorder_a_ = found[0];
+  reorder_b_ = found[1];
+  Trace(trace::FAULT_INJECT,
+        absl::StrFormat("reorder: descriptor at IQH %#x (%s) and at %#x (%s) "
+                        "processed in swapped order (injected)",
+                        found[0], QiTypeName(types[0]), found[1],
+                        QiTypeName(types[1])),
+        -1, iqa_.base() + found[0], iqa_.base() + found[1]);
+}
+
 void VtdUnit::ProcessQueue() {
-  // 6.5.2.10: no descriptor is fetched while IQE or ITE is set.
-  if (processing_queue_ || !(gsts_ & Gsts::kQies) ||
+  // 6.5.2.10: no descriptor is fetched while IQE or ITE is set (nor while
+  // an injected delay holds the queue).
+  if (processing_queue_ || qi_stalled_ || !(gsts_ & Gsts::kQies) ||
       (fsts_ & (Fsts::kIqe | Fsts::kIte))) {
     return;
   }
@@ -1036,6 +1105,30 @@ void VtdUnit::ProcessQueue() {
   while (budget-- > 0) {
     const uint64_t tail = iqt_ & vtd::kIqOffsetMask;
     if (iqh_ == tail) break;
+    if (fault_delay_count_ > 0 && !qi_stall_released_ && events_ != nullptr) {
+      // Fault injection: the queue stalls before this descriptor.
+      --fault_delay_count_;
+      qi_stalled_ = true;
+      const uint64_t resume = (clock_ != nullptr ? clock_->Now() : 0) + fault_delay_ticks_;
+      Trace(trace::FAULT_INJECT,
+            absl::StrFormat("invalidation queue stalled at IQH %#x (IQT %#x) for "
+                            "%u ticks (injected), %u more stall(s) to come",
+                            iqh_, tail, fault_delay_ticks_, fault_delay_count_),
+            -1, iqa_.base() + iqh_, fault_delay_ticks_);
+      events_->Schedule(resume, EventPriority::kDeviceCompletion,
+                        "vtd: invalidation queue resumes", [this] {
+                          qi_stalled_ = false;
+                          if (!(gsts_ & Gsts::kQies)) return;
+                          qi_stall_released_ = true;
+                          Trace(trace::FAULT_INJECT,
+                                absl::StrFormat("invalidation queue resumes at IQH "
+                                                "%#x (IQT %#x) (injected delay over)",
+                                                iqh_, iqt_ & vtd::kIqOffsetMask),
+                                -1, iqa_.base() + iqh_, 0);
+                          ProcessQueue();
+                        });
+      break;
+    }
     if (iqa_.dw() && (tail & 0x10)) {
       RaiseIqe(vtd::Iqei::kTailMisaligned, 0, 0,
                "IQT[4]=1 with 256-bit descriptors (IQA.DW=1)");
@@ -1048,7 +1141,12 @@ void VtdUnit::ProcessQueue() {
                                tail, iqh_, qbytes));
       break;
     }
-    const uint64_t addr = iqa_.base() + iqh_;
+    if (fault_reorder_armed_ && !reorder_active_) ArmReorder(tail);
+    // An injected reorder fetches the two swapped slots from each other.
+    uint64_t slot = iqh_;
+    if (reorder_active_ && iqh_ == reorder_a_) slot = reorder_b_;
+    if (reorder_active_ && iqh_ == reorder_b_) slot = reorder_a_;
+    const uint64_t addr = iqa_.base() + slot;
     if (addr < iqa_.base() || !ram_->Contains(addr, dsz)) {
       RaiseIqe(vtd::Iqei::kDescriptorFetch, addr, 0,
                "descriptor outside guest memory");
@@ -1066,6 +1164,8 @@ void VtdUnit::ProcessQueue() {
       RaiseIqe(why, addr, qw[0], detail);
       break;
     }
+    if (reorder_active_ && iqh_ == reorder_b_) reorder_active_ = false;
+    qi_stall_released_ = false;
     iqh_ = (iqh_ + dsz) % qbytes;
     if (wait_aborted_) {
       // The wait descriptor is consumed (IQH moves past it) but aborted.
@@ -1076,8 +1176,9 @@ void VtdUnit::ProcessQueue() {
     ++stats_.descriptors;
   }
   // A timed-out device-TLB invalidation with no wait descriptor after it:
-  // the time-out still elapses (IQH stays where fetching stopped).
-  if (devtlb_pending_) RaiseIte(false, 0, 0);
+  // the time-out still elapses (IQH stays where fetching stopped) — unless
+  // an injected stall holds the queue (a wait may still follow).
+  if (devtlb_pending_ && !qi_stalled_) RaiseIte(false, 0, 0);
   processing_queue_ = false;
 }
 
@@ -1140,6 +1241,15 @@ bool VtdUnit::ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
     Trace(trace::QI_DESCRIPTOR, what, -1, desc_addr, qw[0]);
     return true;
   };
+  // Fault injection (DropInvalidations): the checked descriptor completes
+  // without invalidating anything.
+  const auto dropped = [&](const char* name, const std::string& what,
+                           uint64_t address, uint64_t data) {
+    Trace(trace::FAULT_INJECT,
+          absl::StrFormat("%s invalidation skipped (injected): %s", name, what),
+          -1, address, data);
+    return done(absl::StrFormat("%s invalidation skipped (injected)", name));
+  };
   if (qw[2] != 0 || qw[3] != 0) {
     // 256-bit slots: legacy descriptors leave bits 255:128 reserved.
     return reserved("256-bit");
@@ -1156,6 +1266,16 @@ bool VtdUnit::ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
       inv.source_id = Field(qw[0], 47, 32);
       inv.function_mask = Field(qw[0], 49, 48);
       inv.queued = true;
+      if (TakeDrop(InvalidationType::kContextCache)) {
+        return dropped(
+            "context-cache",
+            g == 1 ? std::string("global")
+            : g == 2 ? absl::StrFormat("domain did %u", inv.domain_id)
+                     : absl::StrFormat("device did %u sid %s fm %u", inv.domain_id,
+                                       FormatRequesterId(inv.source_id),
+                                       inv.function_mask),
+            inv.source_id, inv.domain_id);
+      }
       InvalidateContextCache(inv);
       return done("context-cache invalidate");
     }
@@ -1174,6 +1294,15 @@ bool VtdUnit::ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
       inv.invalidation_hint = qw[1] & Bit(6);
       inv.address_mask = Field(qw[1], 5, 0);
       inv.queued = true;
+      if (TakeDrop(InvalidationType::kIotlb)) {
+        return dropped(
+            "IOTLB",
+            g == 1 ? std::string("global")
+            : g == 2 ? absl::StrFormat("domain did %u", inv.domain_id)
+                     : absl::StrFormat("page did %u addr %#x am %u", inv.domain_id,
+                                       inv.address, inv.address_mask),
+            inv.address, inv.domain_id);
+      }
       InvalidateIotlb(inv);
       return done("IOTLB invalidate");
     }
@@ -1183,7 +1312,13 @@ bool VtdUnit::ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
       inv.address = qw[1] & vtd::BitRange(63, 12);
       inv.size = qw[1] & 1;
       using DeviceTlb = VtdConfig::DeviceTlb;
+      const auto drop_devtlb = [&] {
+        return dropped("device-TLB",
+                       absl::StrFormat("sid %s", FormatRequesterId(inv.source_id)),
+                       inv.address, inv.source_id);
+      };
       if (config_.device_tlb == DeviceTlb::kNone) {
+        if (TakeDrop(InvalidationType::kDeviceTlb)) return drop_devtlb();
         // Accepted (ECAP.DT=0: no device-TLBs behind this unit to wait for).
         if (hooks_.device_tlb) hooks_.device_tlb(inv);
         return done(absl::StrFormat("device-TLB invalidate sid %s (accepted)",
@@ -1195,6 +1330,8 @@ bool VtdUnit::ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
       if ((qw[0] & qi::kDevTlbReserved0) || (qw[1] & qi::kDevTlbReserved1)) {
         return reserved("device-TLB");
       }
+      // Dropped: no ATS Invalidate Request is sent (so no ICE/ITE either).
+      if (TakeDrop(InvalidationType::kDeviceTlb)) return drop_devtlb();
       if (hooks_.device_tlb) hooks_.device_tlb(inv);
       switch (config_.device_tlb) {
         case DeviceTlb::kNoAnswer:
@@ -1222,16 +1359,12 @@ bool VtdUnit::ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
       const bool index_selective = qw[0] & Bit(4);
       const uint8_t im = Field(qw[0], 31, 27);
       const uint16_t iidx = Field(qw[0], 47, 32);
-      if (fault_skip_iec_ > 0) {
-        // Fault injection: the descriptor completes but invalidates nothing.
-        --fault_skip_iec_;
-        Trace(trace::FAULT_INJECT,
-              absl::StrFormat("IEC invalidation skipped (injected): %s",
-                              index_selective
-                                  ? absl::StrFormat("index 0x%x mask %u", iidx, im)
-                                  : std::string("global")),
-              -1, index_selective ? iidx : 0, im);
-        return done("IEC invalidation skipped (injected)");
+      if (TakeDrop(InvalidationType::kIec)) {
+        return dropped("IEC",
+                       index_selective
+                           ? absl::StrFormat("index 0x%x mask %u", iidx, im)
+                           : std::string("global"),
+                       index_selective ? iidx : 0, im);
       }
       size_t n;
       std::string what;

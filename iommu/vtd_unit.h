@@ -64,7 +64,8 @@
 //
 // Queued invalidation ([VT-d] 6.5.2): with GSTS.QIES=1 a write of IQT
 // processes descriptors from IQH up to IQT synchronously (the queue is
-// empty again when the write returns). Descriptors: context-cache and IOTLB
+// empty again when the write returns; only an injected delay, below, holds
+// it). Descriptors: context-cache and IOTLB
 // (passed to the DMA side through VtdDmaHooks), device-TLB (accepted,
 // hooked), IEC (global / index-selective), invalidation wait (status write
 // and/or invalidation-event interrupt through IECTL/IEDATA/IEADDR; FN is
@@ -84,6 +85,30 @@
 // invalidation event), IQH points past it — the next descriptor to fetch,
 // as Linux's qi_check_fault() expects — and no descriptor is fetched until
 // software clears ITE. ICE and ITE are fault-event conditions like IQE.
+//
+// Fault injection on the queue (the vIOMMU misbehaving; emu/fault_injection.h):
+//   * DropInvalidations(type, n): the next n descriptors of `type`
+//     (context-cache, IOTLB, IEC, device-TLB or any of them; waits never)
+//     are decoded and checked as usual, then complete without invalidating
+//     anything (no DMA hook, no IEC drop, no listener call, no ATS request
+//     so no ICE/ITE); traced as FAULT_INJECT "<type> invalidation skipped
+//     (injected): ..." and QI_DESCRIPTOR "<type> invalidation skipped
+//     (injected)". SkipIecInvalidations(n) is DropInvalidations(kIec, n).
+//   * DelayInvalidations(ticks, n): before each of the next n descriptors
+//     (waits included) the queue stalls for `ticks`: nothing is fetched,
+//     IQH stays at the descriptor, IQT writes are latched, and fetching
+//     resumes `ticks` later from the event queue (set_event_queue();
+//     EventPriority::kDeviceCompletion), as slow hardware that processes
+//     the queue asynchronously (6.5.2: software polls the wait status). A
+//     guest waiting on a wait descriptor behind it sees the status write
+//     that much later. Traced as FAULT_INJECT at the stall and the resume.
+//   * ReorderInvalidations(): one-shot, decided at the next queue pass that
+//     has anything to fetch: if at least two descriptors that are not waits
+//     are pending between IQH and IQT, the first two are processed in
+//     swapped order (each fetched from the other's slot; guest memory is
+//     untouched; a wait between them stays in place). With fewer, nothing
+//     is reordered and the fault is spent (FAULT_INJECT "... nothing
+//     reordered"); it does not wait for later submissions.
 //
 // With QIES=0, CCMD and
 // IOTLB_REG perform register-based invalidation (6.5.1); with QIES=1 they
@@ -134,6 +159,7 @@
 
 #include "absl/status/statusor.h"
 #include "emu/clock.h"
+#include "emu/event_queue.h"
 #include "emu/guest_ram.h"
 #include "emu/io.h"
 #include "emu/msi.h"
@@ -302,9 +328,35 @@ class VtdUnit : public IoHandler, public MsiSink {
     guest_owned_.erase(requester_id);
   }
 
-  // Fault injection. The next `n` IEC invalidation descriptors complete
-  // without invalidating anything (traced as FAULT_INJECT).
-  void SkipIecInvalidations(uint32_t n) { fault_skip_iec_ += n; }
+  // Fault injection on the invalidation queue (file comment).
+  // Descriptor types DropInvalidations() matches.
+  enum class InvalidationType : uint8_t {
+    kAny, kContextCache, kIotlb, kIec, kDeviceTlb,
+  };
+  // The next `n` descriptors of `type` complete without invalidating
+  // anything (kAny: of any type but waits). Requests of different types
+  // accumulate independently; a descriptor uses its own type's count first.
+  void DropInvalidations(InvalidationType type, uint32_t n) {
+    fault_drop_[static_cast<int>(type)] += n;
+  }
+  // The next `n` IEC invalidation descriptors complete without
+  // invalidating anything (traced as FAULT_INJECT).
+  void SkipIecInvalidations(uint32_t n) {
+    DropInvalidations(InvalidationType::kIec, n);
+  }
+  // The queue stalls for `ticks` before each of the next `n` descriptors
+  // (n adds to the stalls still to come; `ticks` replaces the previous
+  // length). Needs set_event_queue(); returns false (and does nothing)
+  // without one or with n == 0.
+  bool DelayInvalidations(uint64_t ticks, uint32_t n);
+  // The next queue pass swaps its first two pending non-wait descriptors
+  // (or notes that fewer than two are pending).
+  void ReorderInvalidations() { fault_reorder_armed_ = true; }
+  // Where DelayInvalidations() schedules the resume (the machine's event
+  // queue). Not owned; must outlive the unit's pending events.
+  void set_event_queue(EventQueue* events) { events_ = events; }
+  // True while a delay fault holds the queue.
+  bool queue_stalled() const { return qi_stalled_; }
   // Guest memory [base, base+size) becomes unreadable for the unit's
   // interrupt-remapping reads (IRTEs -> fault 0x23, posted descriptors ->
   // 0x27), as if the memory holding the tables had failed.
@@ -455,7 +507,22 @@ class VtdUnit : public IoHandler, public MsiSink {
   VtdDmaHooks hooks_;
   IecListener iec_listener_;
   // Fault injection state.
-  uint32_t fault_skip_iec_ = 0;
+  EventQueue* events_ = nullptr;
+  uint32_t fault_drop_[5] = {};  // by InvalidationType
+  uint64_t fault_delay_ticks_ = 0;
+  uint32_t fault_delay_count_ = 0;  // stalls still to come
+  bool qi_stalled_ = false;         // waiting for the resume event
+  bool qi_stall_released_ = false;  // the descriptor at IQH already waited
+  bool fault_reorder_armed_ = false;
+  // Active reorder: queue offsets of the two swapped slots (valid while
+  // reorder_active_; cleared once IQH passes reorder_b_, on IQE or QIE=0).
+  bool reorder_active_ = false;
+  uint64_t reorder_a_ = 0, reorder_b_ = 0;
+  // Consumes a drop request for descriptor `type`; true if the descriptor
+  // is to be dropped.
+  bool TakeDrop(InvalidationType type);
+  // The reorder decision of a queue pass (ProcessQueue).
+  void ArmReorder(uint64_t tail);
   uint64_t unreadable_base_ = 0, unreadable_size_ = 0;
   bool Unreadable(uint64_t addr, uint64_t len) const {
     return unreadable_size_ != 0 && addr < unreadable_base_ + unreadable_size_ &&

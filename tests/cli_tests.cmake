@@ -37,6 +37,15 @@ irqlab_bad_input(fault_needs_viommu "faults\\[0\\]: needs a guest VT-d"
   run ${BAD}/fault_needs_viommu.textproto)
 irqlab_bad_input(fault_without_kind "faults\\[0\\]: set one fault kind"
   run ${BAD}/fault_without_kind.textproto)
+irqlab_bad_input(fault_invalidation_needs_viommu "faults\\[0\\]: needs a guest VT-d"
+  run ${BAD}/fault_invalidation_needs_viommu.textproto)
+irqlab_bad_input(fault_invalidation_delay "faults\\[1\\].delay_invalidation.ticks: must be > 0"
+  run ${BAD}/fault_invalidation_delay.textproto)
+irqlab_bad_input(fault_msix_index
+  "faults\\[0\\].msix_entry.index: must be below the table size 64 of 00:04.0"
+  run ${BAD}/fault_msix_index.textproto)
+irqlab_bad_input(fault_delay_eoi_zero "faults\\[0\\].delay_eoi.ticks: must be > 0"
+  run ${BAD}/fault_delay_eoi_zero.textproto)
 irqlab_bad_input(unknown_assigned_device "machine.host.assigned\\[0\\].device: unknown physical device \"e1000\""
   run ${BAD}/unknown_assigned_device.textproto)
 irqlab_bad_input(ram_too_small "RAM too small" boot hello --ram=2M --quiet)

@@ -858,6 +858,54 @@ TEST(IoApicTest, LowDwordChangeWithUnmaskIsStaleOnlyInPreFixOrder) {
   }
 }
 
+// Fault injection (stale_route_order): OverrideNextRteWriteOrder(n) makes
+// the next n RTE writes of a fixed-order I/O APIC use the pre-fix order, so
+// seed 003 misdelivers exactly as with kStaleBeforeService; IOREGSEL and
+// EOI-register writes do not use up the count, and afterwards the
+// configured order is back.
+TEST(IoApicTest, OverrideNextRteWriteOrderIsOneShot) {
+  Harness h(WithOrder(RouteUpdateOrder::kUpdateBeforeService));
+  h.ioapic->OverrideNextRteWriteOrder(1);
+  h.ioapic->Write(kCpu0, ioapic::kIoRegSel, 4, 0x26);
+  h.WriteEoiRegister(0x99);
+  EXPECT_EQ(h.ioapic->stale_rte_writes_left(), 1u);
+  h.ioapic->OverrideNextRteWriteOrder(2);  // counts add up: 3
+  ReplaySeed003(h);  // 6 RTE writes: the first 3 stale, the unmask fixed
+  EXPECT_EQ(h.ioapic->stale_rte_writes_left(), 0u);
+  ASSERT_EQ(h.sink.messages.size(), 2u);
+  EXPECT_EQ(h.sink.messages[1].DestinationId(), 0);  // the unmask: fixed
+
+  // Now override exactly the unmask write: the seed-003 misdelivery.
+  Harness s(WithOrder(RouteUpdateOrder::kUpdateBeforeService));
+  constexpr int kPin = 11;
+  s.WriteIndex(0x27, 0x02000000);
+  s.WriteIndex(0x26, 0x00008021);
+  s.ioapic->SetLevel(kPin, true);
+  s.WriteIndex(0x26, 0x00018021);  // mask
+  s.ioapic->EndOfInterrupt(0x21);  // line high: pending while masked
+  s.WriteIndex(0x27, 0x00000000);  // new destination, masked: no refresh
+  s.ioapic->OverrideNextRteWriteOrder(1);
+  s.WriteIndex(0x26, 0x00008021);  // unmask: serviced through the old route
+  ASSERT_EQ(s.sink.messages.size(), 2u);
+  EXPECT_EQ(s.sink.messages[1].DestinationId(), 2);
+  EXPECT_EQ(s.ioapic->stale_rte_writes_left(), 0u);
+  // The refresh at the end of the overridden write says so in its trace,
+  // and the route is correct afterwards.
+  const std::vector<TraceEvent> updates = s.EventsOf(trace::ROUTE_UPDATE);
+  ASSERT_FALSE(updates.empty());
+  EXPECT_NE(updates.back().detail().find("order=stale-before-service"), std::string::npos)
+      << updates.back().detail();
+  EXPECT_EQ(s.ioapic->route(kPin).message.DestinationId(), 0);
+  // The next EOI redelivers (line still high) through the new route, in the
+  // configured order again.
+  s.ioapic->EndOfInterrupt(0x21);
+  ASSERT_EQ(s.sink.messages.size(), 3u);
+  EXPECT_EQ(s.sink.messages[2].DestinationId(), 0);
+  s.WriteIndex(0x27, 0x01000000);
+  EXPECT_NE(s.EventsOf(trace::ROUTE_UPDATE).back().detail().find("order=update-before-service"),
+            std::string::npos);
+}
+
 // Trace events carry the virtual time of the clock and the I/O APIC's
 // requester id; RTE writes record the index and the new value.
 TEST(IoApicTest, RteWritesAreTraced) {

@@ -187,6 +187,53 @@ TEST(MachineTest, BadConfigurationIsAnError) {
   EXPECT_THAT(std::string(m.status().message()), HasSubstr("machine.ram"));
 }
 
+// Fault injection (delay_eoi): a delayed level EOI reaches the IOAPIC
+// `ticks` later; until then Remote IRR stays set and the still-asserted
+// line is not redelivered. Only `count` EOIs are delayed.
+TEST(MachineTest, DelayedEoiBroadcastReachesTheIoApicLater) {
+  TraceRecorder recorder;
+  Tracer tracer;
+  tracer.AddSink(&recorder);
+  absl::StatusOr<std::unique_ptr<Machine>> created = Machine::Create(MachineConfig{}, &tracer);
+  ASSERT_TRUE(created.ok()) << created.status();
+  Machine& m = **created;
+  const AccessOrigin cpu0 = AccessOrigin::Cpu(0);
+  LocalApic& lapic = m.lapic(0);
+  IoApic& io = m.ioapic();
+  lapic.Write(cpu0, 0xF0, 4, 0x1FF);                  // SVR: APIC enabled
+  io.Write(cpu0, 0x00, 4, 0x18);                      // RTE 4 low:
+  io.Write(cpu0, 0x10, 4, 0x8034);                    // level, vector 0x34, APIC 0
+  m.SetIrqLine(4, true);
+  ASSERT_EQ(io.delivery_count(), 1u);
+  ASSERT_TRUE(io.remote_irr(4));
+
+  m.DelayEoiBroadcasts(1000, 1, "test");
+  lapic.Acknowledge(0x34);
+  lapic.Write(cpu0, 0xB0, 4, 0);                      // EOI, broadcast delayed
+  EXPECT_TRUE(io.remote_irr(4));
+  EXPECT_EQ(io.delivery_count(), 1u);
+  int delayed = 0;
+  for (const TraceEvent& e : recorder.events()) {
+    if (e.stage() == trace::FAULT_INJECT &&
+        absl::StrContains(e.detail(), "test: EOI broadcast of vector 0x34 from cpu 0 delayed to t=1000")) {
+      ++delayed;
+    }
+  }
+  EXPECT_EQ(delayed, 1);
+
+  m.events().RunUntil(999);
+  EXPECT_TRUE(io.remote_irr(4));
+  m.events().RunUntil(1000);  // the EOI arrives: cleared, line high: sent again
+  EXPECT_EQ(io.delivery_count(), 2u);
+  EXPECT_TRUE(io.remote_irr(4));
+
+  m.SetIrqLine(4, false);
+  lapic.Acknowledge(0x34);
+  lapic.Write(cpu0, 0xB0, 4, 0);                      // not delayed any more
+  EXPECT_FALSE(io.remote_irr(4));
+  EXPECT_EQ(io.delivery_count(), 2u);
+}
+
 // A kernel (here its BSS) that does not fit in RAM is refused when loading,
 // with a message saying so.
 TEST(MachineTest, KernelBeyondRamIsRefused) {

@@ -89,6 +89,33 @@ TEST(ScenarioValidateTest, ErrorsNameTheField) {
   }
 }
 
+// Fault kinds that name a PCI function or a delay are checked at load time.
+TEST(ScenarioValidateTest, FaultErrorsNameTheField) {
+  struct Case {
+    const char* text;
+    const char* message;
+  } cases[] = {
+      {"kernel { builtin: \"hello\" } faults { at: 1 msix_entry { slot: 32 } }",
+       "faults[0].msix_entry.slot: must be 0..31"},
+      {"kernel { builtin: \"hello\" } faults { at: 1 msix_entry { slot: 4 } }",
+       "faults[0].msix_entry.slot: no PCI function at 00:04.0"},
+      {"machine { devices { name: \"edu\" } } kernel { builtin: \"hello\" } "
+       "faults { at: 1 msix_entry { slot: 3 } }",
+       "faults[0].msix_entry.slot: 00:03.0 (edu) has no MSI-X capability"},
+      {"machine { devices { name: \"irqlab-testdev\" } } kernel { builtin: \"hello\" } "
+       "faults { at: 1 msix_entry { slot: 4 index: 64 } }",
+       "faults[0].msix_entry.index: must be below the table size 64 of 00:04.0"},
+      {"kernel { builtin: \"hello\" } faults { at: 1 delay_eoi { count: 1 } }",
+       "faults[0].delay_eoi.ticks: must be > 0"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<ScenarioReport> r = RunScenario(Parse(c.text), RunOptions());
+    ASSERT_FALSE(r.ok()) << c.text;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << c.text;
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr(c.message)) << c.text;
+  }
+}
+
 constexpr char kInject[] = R"(
   name: "inject"
   kernel { builtin: "inject" cmdline: "count=3" }

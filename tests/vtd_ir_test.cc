@@ -8,11 +8,14 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "emu/clock.h"
+#include "emu/event_queue.h"
 #include "emu/guest_ram.h"
 #include "emu/msi.h"
 #include "emu/msi_sink.h"
@@ -1106,6 +1109,171 @@ TEST_F(VtdIrTest, DmaInvalidationHooks) {
   W64(vtd::kCcmdReg, vtd::Ccmd::kIcc | (uint64_t{1} << 61));
   EXPECT_EQ(cc.size(), 2u);
   EXPECT_FALSE(R64(vtd::kCcmdReg) & vtd::Ccmd::kIcc);
+}
+
+// ---------------------------------------------------------------------------
+// Fault injection on the invalidation queue.
+// ---------------------------------------------------------------------------
+
+// DropInvalidations: the next n descriptors of the type complete (the
+// wait behind them writes its status) without reaching the DMA hooks or
+// the IEC; other types and waits are untouched; kAny matches any type.
+TEST_F(VtdIrTest, DroppedInvalidationsCompleteWithoutInvalidating) {
+  std::vector<ContextCacheInvalidation> cc;
+  std::vector<IotlbInvalidation> tlb;
+  std::vector<DeviceTlbInvalidation> dev;
+  unit_->SetDmaHooks({.context_cache = [&](const auto& i) { cc.push_back(i); },
+                      .iotlb = [&](const auto& i) { tlb.push_back(i); },
+                      .device_tlb = [&](const auto& i) { dev.push_back(i); }});
+  EnableIr();
+  using T = VtdUnit::InvalidationType;
+  unit_->DropInvalidations(T::kIotlb, 2);
+  Submit(vtd::qi::ContextCache(1, 0, 0, 0));  // not an IOTLB one: done
+  Submit(vtd::qi::Iotlb(2, 5, false, false));
+  Submit(vtd::qi::Wait(true, false, 0x77), kStatus);
+  Submit(vtd::qi::Iotlb(1, 0, false, false));
+  Submit(vtd::qi::Iotlb(1, 0, false, false));  // the third one is done
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0x77u);
+  EXPECT_EQ(cc.size(), 1u);
+  EXPECT_EQ(tlb.size(), 1u);
+  EXPECT_EQ(R64(vtd::kIqhReg), R64(vtd::kIqtReg));
+  EXPECT_EQ(Fsts(), 0u);
+  std::vector<std::string> inj = Details(trace::FAULT_INJECT);
+  ASSERT_EQ(inj.size(), 2u);
+  EXPECT_EQ(inj[0], "IOTLB invalidation skipped (injected): domain did 5");
+  EXPECT_EQ(inj[1], "IOTLB invalidation skipped (injected): global");
+
+  // kAny: the next descriptor whatever its type, never a wait.
+  unit_->DropInvalidations(T::kAny, 1);
+  Submit(vtd::qi::Wait(true, false, 0x78), kStatus);
+  Submit(vtd::qi::DeviceTlb(0x0018));
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0x78u);
+  EXPECT_TRUE(dev.empty());
+  EXPECT_EQ(Details(trace::FAULT_INJECT).back(),
+            "device-TLB invalidation skipped (injected): sid 00:03.0");
+  Submit(vtd::qi::DeviceTlb(0x0018));
+  EXPECT_EQ(dev.size(), 1u);
+
+  // IEC (SkipIecInvalidations is the same hook): the stale entry stays.
+  SetIrte(9, Irte::Remapped({.vector = 0x41}));
+  unit_->Signal(MsiMessage::Remappable(9, false, 0, kDev));
+  SetIrte(9, Irte::Remapped({.vector = 0x42}));
+  unit_->DropInvalidations(T::kContextCache, 1);
+  unit_->SkipIecInvalidations(1);
+  Submit(vtd::qi::IecIndex(9, 0));
+  unit_->Signal(MsiMessage::Remappable(9, false, 0, kDev));
+  EXPECT_EQ(sink_.got.back().message.Vector(), 0x41);
+  EXPECT_EQ(Details(trace::FAULT_INJECT).back(),
+            "IEC invalidation skipped (injected): index 0x9 mask 0");
+  EXPECT_EQ(Details(trace::QI_DESCRIPTOR).back(), "IEC invalidation skipped (injected)");
+  Submit(vtd::qi::ContextCache(3, 1, 0x18, 0));
+  EXPECT_EQ(cc.size(), 1u);
+  EXPECT_EQ(Details(trace::FAULT_INJECT).back(),
+            "context-cache invalidation skipped (injected): device did 1 sid 00:03.0 fm 0");
+  Submit(vtd::qi::IecGlobal());
+  unit_->Signal(MsiMessage::Remappable(9, false, 0, kDev));
+  EXPECT_EQ(sink_.got.back().message.Vector(), 0x42);
+}
+
+// A malformed descriptor is still an IQE under a drop fault (the drop
+// applies to descriptors that pass the checks) and does not use it up.
+TEST_F(VtdIrTest, DropFaultDoesNotHideQueueErrors) {
+  EnableIr();
+  unit_->DropInvalidations(VtdUnit::InvalidationType::kIec, 1);
+  Submit(vtd::qi::IecGlobal() | Bit(63));  // reserved bit
+  EXPECT_TRUE(Fsts() & vtd::Fsts::kIqe);
+  EXPECT_TRUE(Details(trace::FAULT_INJECT).empty());
+}
+
+// DelayInvalidations: the queue stalls before each of the next n
+// descriptors; IQH stays put, IQT writes are latched, and the resume event
+// (on the event queue, `ticks` later) processes them; the wait status is
+// written only then.
+TEST_F(VtdIrTest, DelayedQueueStallsAndResumesFromTheEventQueue) {
+  EnableIr();
+  EventQueue events;
+  EXPECT_FALSE(unit_->DelayInvalidations(100, 1));  // no event queue yet
+  unit_->set_event_queue(&events);
+  ASSERT_TRUE(unit_->DelayInvalidations(1000, 2));
+  clock_.Set(5000);
+  ram_->Store<uint32_t>(kStatus, 0);
+  const uint64_t head = R64(vtd::kIqhReg);
+  Submit(vtd::qi::IecGlobal());
+  Submit(vtd::qi::Wait(true, false, 0x55), kStatus);
+  EXPECT_TRUE(unit_->queue_stalled());
+  EXPECT_EQ(R64(vtd::kIqhReg), head);
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0u);
+  ASSERT_EQ(events.NextTime(), std::optional<uint64_t>(6000));
+  clock_.Set(6000);
+  events.RunUntil(6000);
+  // The IEC descriptor ran; the wait is the second delayed descriptor.
+  EXPECT_TRUE(unit_->queue_stalled());
+  EXPECT_EQ(R64(vtd::kIqhReg), head + 16);
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0u);
+  ASSERT_EQ(events.NextTime(), std::optional<uint64_t>(7000));
+  clock_.Set(7000);
+  events.RunUntil(7000);
+  EXPECT_FALSE(unit_->queue_stalled());
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0x55u);
+  EXPECT_EQ(R64(vtd::kIqhReg), R64(vtd::kIqtReg));
+  std::vector<std::string> inj = Details(trace::FAULT_INJECT);
+  ASSERT_EQ(inj.size(), 4u);
+  EXPECT_EQ(inj[0], absl::StrFormat("invalidation queue stalled at IQH %#x (IQT %#x) for 1000 "
+                                    "ticks (injected), 1 more stall(s) to come",
+                                    head, head + 16));
+  EXPECT_EQ(inj[1], absl::StrFormat("invalidation queue resumes at IQH %#x (IQT %#x) "
+                                    "(injected delay over)",
+                                    head, head + 32));
+  // Spent: the next submission runs at once.
+  Submit(vtd::qi::Wait(true, false, 0x56), kStatus);
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0x56u);
+  EXPECT_TRUE(events.empty());
+}
+
+// ReorderInvalidations: the first two pending non-wait descriptors are
+// processed in swapped order (an IEC invalidation overtakes an IOTLB one;
+// the wait between them stays in place); with fewer than two pending the
+// fault is a traced no-op and is spent.
+TEST_F(VtdIrTest, ReorderSwapsTheFirstTwoPendingNonWaitDescriptors) {
+  std::vector<std::string> order;
+  unit_->SetDmaHooks({.iotlb = [&](const auto&) { order.push_back("iotlb"); }});
+  unit_->set_iec_listener([&](bool, uint32_t, uint8_t) { order.push_back("iec"); });
+  EnableIr();
+  order.clear();
+  unit_->ReorderInvalidations();
+  // Batch: IOTLB, wait, IEC, wait — one IQT write.
+  const uint64_t head = tail_;
+  const auto put = [&](uint64_t qw0, uint64_t qw1) {
+    ram_->Store<uint64_t>(kQueue + tail_, qw0);
+    ram_->Store<uint64_t>(kQueue + tail_ + 8, qw1);
+    tail_ = (tail_ + 16) % 4096;
+  };
+  put(vtd::qi::Iotlb(1, 0, false, false), 0);
+  put(vtd::qi::Wait(true, false, 1), kStatus);
+  put(vtd::qi::IecGlobal(), 0);
+  put(vtd::qi::Wait(true, false, 2), kStatus + 4);
+  W64(vtd::kIqtReg, tail_);
+  EXPECT_EQ(order, (std::vector<std::string>{"iec", "iotlb"}));
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 1u);
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus + 4), 2u);
+  EXPECT_EQ(R64(vtd::kIqhReg), tail_);
+  EXPECT_EQ(Details(trace::FAULT_INJECT),
+            (std::vector<std::string>{absl::StrFormat(
+                "reorder: descriptor at IQH %#x (IOTLB) and at %#x (IEC) processed in "
+                "swapped order (injected)",
+                head, head + 32)}));
+  // Guest memory is untouched.
+  EXPECT_EQ(ram_->Load<uint64_t>(kQueue + head), vtd::qi::Iotlb(1, 0, false, false));
+  // Fewer than two: noted, spent.
+  order.clear();
+  unit_->ReorderInvalidations();
+  Submit(vtd::qi::IecGlobal());
+  Submit(vtd::qi::Iotlb(1, 0, false, false));
+  EXPECT_EQ(order, (std::vector<std::string>{"iec", "iotlb"}));
+  EXPECT_EQ(Details(trace::FAULT_INJECT).back(),
+            absl::StrFormat("reorder: 1 non-wait descriptor(s) pending between IQH %#x and "
+                            "IQT %#x: nothing reordered (injected)",
+                            head + 64, head + 80));
 }
 
 // ---------------------------------------------------------------------------
