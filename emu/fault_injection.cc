@@ -12,6 +12,10 @@
 namespace irqlab {
 
 namespace {
+
+// A fault's `count`: how many times it applies; 0 (unset) means once.
+uint32_t Times(uint32_t count) { return count == 0 ? 1 : count; }
+
 absl::Status FaultError(int i, std::string_view field, std::string_view what) {
   return absl::InvalidArgumentError(absl::StrFormat("faults[%d]%s: %s", i, field, what));
 }
@@ -242,27 +246,26 @@ void FaultInjector::Apply(int index) {
       break;
     }
     case F::kDropRouted: {
-      const uint32_t n = f.drop_routed().count() == 0 ? 1 : f.drop_routed().count();
+      const uint32_t n = Times(f.drop_routed().count());
       m->irq_routes()->InjectDrop(n);
       Note(index, absl::StrFormat("the VMM drops the next %u routed interrupt(s)", n));
       break;
     }
     case F::kDuplicateRouted: {
-      const uint32_t n = f.duplicate_routed().count() == 0 ? 1 : f.duplicate_routed().count();
+      const uint32_t n = Times(f.duplicate_routed().count());
       m->irq_routes()->InjectDuplicate(n);
       Note(index, absl::StrFormat("the VMM duplicates the next %u routed interrupt(s)", n));
       break;
     }
     case F::kSkipIecInvalidation: {
-      const uint32_t n =
-          f.skip_iec_invalidation().count() == 0 ? 1 : f.skip_iec_invalidation().count();
+      const uint32_t n = Times(f.skip_iec_invalidation().count());
       m->iommu()->SkipIecInvalidations(n);
       Note(index, absl::StrFormat("the guest vIOMMU skips the next %u IEC invalidation(s)", n));
       break;
     }
     case F::kDropInvalidation: {
       const scenario::InvalidationFault& d = f.drop_invalidation();
-      const uint32_t n = d.count() == 0 ? 1 : d.count();
+      const uint32_t n = Times(d.count());
       using T = VtdUnit::InvalidationType;
       static constexpr T kTypes[] = {T::kAny, T::kContextCache, T::kIotlb, T::kIec,
                                      T::kDeviceTlb};
@@ -274,8 +277,7 @@ void FaultInjector::Apply(int index) {
       break;
     }
     case F::kDelayInvalidation: {
-      const uint32_t n =
-          f.delay_invalidation().count() == 0 ? 1 : f.delay_invalidation().count();
+      const uint32_t n = Times(f.delay_invalidation().count());
       const uint64_t ticks = f.delay_invalidation().ticks();
       const bool ok = m->iommu()->DelayInvalidations(ticks, n);
       Note(index, ok ? absl::StrFormat("the guest vIOMMU's invalidation queue stalls %u "
@@ -310,7 +312,7 @@ void FaultInjector::Apply(int index) {
                                   f.unreadable().base(), f.unreadable().size()));
       break;
     case F::kVanish: {
-      const uint32_t n = f.vanish().count() == 0 ? 1 : f.vanish().count();
+      const uint32_t n = Times(f.vanish().count());
       m->device_msi_entry().LoseNext(n);
       Note(index, absl::StrFormat("the next %u device MSI(s) vanish (accounting self-test)", n));
       break;
@@ -355,14 +357,14 @@ void FaultInjector::Apply(int index) {
       break;
     }
     case F::kDelayEoi: {
-      const uint32_t n = f.delay_eoi().count() == 0 ? 1 : f.delay_eoi().count();
+      const uint32_t n = Times(f.delay_eoi().count());
       Note(index, absl::StrFormat("the next %u EOI broadcast(s) to the IOAPIC delayed by %u ticks", n,
                                   f.delay_eoi().ticks()));
       m->DelayEoiBroadcasts(f.delay_eoi().ticks(), n, absl::StrFormat("fault[%d]", index));
       break;
     }
     case F::kStaleRouteOrder: {
-      const uint32_t n = f.stale_route_order().count() == 0 ? 1 : f.stale_route_order().count();
+      const uint32_t n = Times(f.stale_route_order().count());
       m->ioapic().OverrideNextRteWriteOrder(n);
       Note(index, absl::StrFormat("the next %u IOAPIC RTE write(s) use the order %s", n,
                                   RouteUpdateOrderName(RouteUpdateOrder::kStaleBeforeService)));
