@@ -61,6 +61,18 @@ std::string LastLine(absl::string_view text) {
 }
 
 // The last `n` bytes of `text`, starting at a line.
+// The fields RunRecord and TestCaseResult share, from a finished run:
+// outcome, exit status, passed and the failing expectations.
+template <typename Result>
+void SetRunFields(const ScenarioReport& report, Result* r) {
+  r->set_outcome(OutcomeName(report.run.outcome));
+  if (report.run.outcome == RunResult::Outcome::kExit) r->set_exit_status(report.run.exit_status);
+  r->set_passed(report.passed());
+  for (const ExpectationResult& e : report.expectations) {
+    if (!e.passed) r->add_failed(absl::StrCat(e.name, " (", e.detail, ")"));
+  }
+}
+
 std::string TailLines(const std::string& text, size_t n) {
   if (text.size() <= n) return text;
   size_t start = text.size() - n;
@@ -637,12 +649,7 @@ SeedRunner ScenarioSeedRunner(const scenario::Scenario& s, const std::string& ba
       r.set_detail(std::string(report.status().message()));
       return r;
     }
-    r.set_outcome(OutcomeName(report->run.outcome));
-    if (report->run.outcome == RunResult::Outcome::kExit) r.set_exit_status(report->run.exit_status);
-    r.set_passed(report->passed());
-    for (const ExpectationResult& e : report->expectations) {
-      if (!e.passed) r.add_failed(absl::StrCat(e.name, " (", e.detail, ")"));
-    }
+    SetRunFields(*report, &r);
     r.set_trace_hash(HashHex(TraceHash(report->trace_lines)));
     r.set_trace_events(report->trace_lines.size());
     const FaultCounts counts = CountFaults(report->trace_lines);
@@ -951,12 +958,7 @@ TestCaseResult RunSuiteCase(const std::string& path) {
     t.set_detail(std::string(report.status().message()));
     return t;
   }
-  t.set_outcome(OutcomeName(report->run.outcome));
-  if (report->run.outcome == RunResult::Outcome::kExit) t.set_exit_status(report->run.exit_status);
-  t.set_passed(report->passed());
-  for (const ExpectationResult& e : report->expectations) {
-    if (!e.passed) t.add_failed(absl::StrCat(e.name, " (", e.detail, ")"));
-  }
+  SetRunFields(*report, &t);
   t.set_serial_tail(TailLines(report->serial, 4096));
   t.set_detail(report->run.detail);
   return t;
