@@ -123,10 +123,7 @@ static void test_compat(void) {
     bool fe = wait_total(FE_VEC, 1);
     struct vtd_fault f = vtd_read_fault();
     if (f.valid) {
-      printf("DMAR: [INTR-REMAP] Request device [%02x:%02x.%d] fault index "
-             "0x%x [fault reason 0x%02x] %s\n",
-             f.sid >> 8, (f.sid >> 3) & 0x1F, f.sid & 7, f.index, f.reason,
-             vtd_fault_reason_string(f.reason));
+      vtd_print_ir_fault(&f);
       vtd_clear_fault(f.slot);
     }
     settle();

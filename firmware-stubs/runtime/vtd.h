@@ -333,6 +333,17 @@ static inline const char *vtd_fault_reason_string(uint8_t r) {
   return r >= 0x20 && r <= 0x26 ? s[r - 0x20] : "Unknown";
 }
 
+/* Prints an interrupt-remapping fault record as Linux's dmar_fault() does:
+ * "DMAR: [INTR-REMAP] Request device [bb:dd.f] fault index 0x.. [fault
+ * reason 0x..] <reason string>". (vtd.c prints its own copy: its exact
+ * instruction stream is recorded in golden traces.) */
+static inline void vtd_print_ir_fault(const struct vtd_fault *f) {
+  printf("DMAR: [INTR-REMAP] Request device [%02x:%02x.%d] fault index 0x%x "
+         "[fault reason 0x%02x] %s\n",
+         f->sid >> 8, (f->sid >> 3) & 0x1F, f->sid & 7, f->index, f->reason,
+         vtd_fault_reason_string(f->reason));
+}
+
 /* ---- IOAPIC RTE in remappable format ([VT-d] 5.1.5.1) ----
  * bit 48 = 1, interrupt_index[14:0] in 63:49, interrupt_index[15] in bit 11;
  * vector/trigger stay in the RTE for EOI matching (Linux mirrors the IRTE's). */
