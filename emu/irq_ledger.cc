@@ -24,8 +24,9 @@ void IrqLedger::AddViolation(std::string_view what) {
   }
 }
 
-void IrqLedger::Lost(IrqSource source, const MsiMessage& message) {
-  AddViolation(absl::StrCat(std::string(IrqSourceName(source)), " interrupt ", message.ToString(),
+void IrqLedger::RecordLost(IrqSource source, std::string_view what) {
+  ++counts_[static_cast<int>(source)][static_cast<int>(MsiOutcome::kLost)];
+  AddViolation(absl::StrCat(std::string(IrqSourceName(source)), " ", std::string(what),
                             " vanished: no stage of the delivery chain took it, "
                             "faulted it or discarded it"));
 }

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "emu/clock.h"
 #include "emu/msi.h"
 #include "emu/msi_sink.h"
@@ -59,9 +60,20 @@ class IrqLedger {
   // Records one raised message and its outcome. A kLost outcome is a
   // violation naming the message.
   void Record(IrqSource source, MsiOutcome outcome, const MsiMessage& message) {
-    ++counts_[static_cast<int>(source)][static_cast<int>(outcome)];
-    if (outcome == MsiOutcome::kLost) [[unlikely]] Lost(source, message);
+    if (outcome == MsiOutcome::kLost) [[unlikely]] {
+      RecordLost(source, absl::StrCat("interrupt ", message.ToString()));
+    } else {
+      RecordOutcome(source, outcome);
+    }
   }
+  // Records one raised interrupt whose outcome is not kLost.
+  void RecordOutcome(IrqSource source, MsiOutcome outcome) {
+    ++counts_[static_cast<int>(source)][static_cast<int>(outcome)];
+  }
+  // Records one raised interrupt that vanished, described by `what` (e.g.
+  // "interrupt for gsi 40 (no route installed)"): a kLost count and a
+  // violation "<source> <what> vanished: ...".
+  void RecordLost(IrqSource source, std::string_view what);
   // A violation found by an end-of-run check ("what", without the time).
   void AddViolation(std::string_view what);
 
@@ -79,7 +91,6 @@ class IrqLedger {
   std::string Summary() const;
 
  private:
-  void Lost(IrqSource source, const MsiMessage& message);
 
   const Clock* clock_;
   std::array<std::array<uint64_t, kNumMsiOutcomes>, kNumIrqSources> counts_{};

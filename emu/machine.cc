@@ -277,13 +277,14 @@ absl::Status Machine::InitHost() {
   irq_routes_->set_ledger(&ledger_);
   // Posted interrupts (guest-owned MSI) land in the vCPU's local APIC.
   host_->set_vcpu_interrupt_sink([this](int vcpu, uint8_t vector) {
-    const MsiMessage m = MsiMessage::Compat(static_cast<uint32_t>(vcpu), vector, 0);
-    ledger_.Record(IrqSource::kPostedPir,
-                   vcpu >= 0 && vcpu < num_cpus()
-                       ? lapics_[vcpu]->Accept(vector, /*trigger_level=*/false,
-                                               DeliveryMode::kFixed)
-                       : MsiOutcome::kLost,
-                   m);
+    if (vcpu < 0 || vcpu >= num_cpus()) {
+      ledger_.RecordLost(IrqSource::kPostedPir,
+                         absl::StrFormat("interrupt 0x%02x for vCPU %d (no such vCPU)", vector, vcpu));
+      return;
+    }
+    ledger_.RecordOutcome(IrqSource::kPostedPir,
+                          lapics_[vcpu]->Accept(vector, /*trigger_level=*/false,
+                                                DeliveryMode::kFixed));
   });
   // The VM's IOMMU domain (vfio type1 container): guest RAM mapped IOVA =
   // guest-physical, as QEMU maps all guest memory for assigned devices.

@@ -61,10 +61,12 @@ bool IrqRouteTable::cached(int gsi) const {
 
 void IrqRouteTable::Fire(int gsi) {
   const MsiOutcome o = Deliver(gsi);
-  if (ledger_ != nullptr) {
-    auto it = routes_.find(gsi);
-    ledger_->Record(IrqSource::kVmmRoute, o,
-                    it != routes_.end() ? it->second.message : MsiMessage(0, 0, 0));
+  if (ledger_ == nullptr) return;
+  if (o == MsiOutcome::kLost) {  // Deliver() loses only a gsi without a route
+    ledger_->RecordLost(IrqSource::kVmmRoute,
+                        absl::StrFormat("interrupt for gsi %d (no route installed)", gsi));
+  } else {
+    ledger_->RecordOutcome(IrqSource::kVmmRoute, o);
   }
 }
 

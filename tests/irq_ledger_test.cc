@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "apic/apic_bus.h"
 #include "apic/apic_regs.h"
 #include "apic/local_apic.h"
@@ -214,7 +215,10 @@ TEST(IrqRouteTableAccountingTest, OutcomesOfRoutedInterrupts) {
   routes.Fire(gsi + 100);
   EXPECT_EQ(ledger.count(IrqSource::kVmmRoute, MsiOutcome::kLost), 1u);
   ASSERT_EQ(ledger.violations().size(), 1u);
-  EXPECT_NE(ledger.violations()[0].find("vmm-route interrupt"), std::string::npos);
+  EXPECT_NE(ledger.violations()[0].find(absl::StrCat("vmm-route interrupt for gsi ", gsi + 100,
+                                                    " (no route installed) vanished: ")),
+            std::string::npos)
+      << ledger.violations()[0];
 }
 
 }  // namespace
