@@ -5,8 +5,18 @@
 #define IRQLAB_EMU_CLOCK_H_
 
 #include <cstdint>
+#include <limits>
 
 namespace irqlab {
+
+// The virtual time `ticks` after `now`, saturating at the end of time (the
+// largest uint64_t: never reached by a run), so a huge delay never wraps
+// around into the past.
+constexpr uint64_t TimeAfter(uint64_t now, uint64_t ticks) {
+  return ticks > std::numeric_limits<uint64_t>::max() - now
+             ? std::numeric_limits<uint64_t>::max()
+             : now + ticks;
+}
 
 class Clock {
  public:

@@ -558,7 +558,7 @@ void Machine::EoiBroadcast(int cpu, uint8_t vector) {
     return;
   }
   --eoi_delays_left_;
-  const uint64_t when = Now() + eoi_delay_ticks_;
+  const uint64_t when = TimeAfter(Now(), eoi_delay_ticks_);
   Trace(trace::FAULT_INJECT, cpu,
         absl::StrFormat("%s: EOI broadcast of vector 0x%x from cpu %d delayed to t=%d",
                         eoi_delay_label_, vector, cpu, when),

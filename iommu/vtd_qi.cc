@@ -110,7 +110,8 @@ void VtdUnit::ProcessQueue() {
       // Fault injection: the queue stalls before this descriptor.
       --fault_delay_count_;
       qi_stalled_ = true;
-      const uint64_t resume = (clock_ != nullptr ? clock_->Now() : 0) + fault_delay_ticks_;
+      const uint64_t resume =
+          TimeAfter(clock_ != nullptr ? clock_->Now() : 0, fault_delay_ticks_);
       Trace(trace::FAULT_INJECT,
             absl::StrFormat("invalidation queue stalled at IQH %#x (IQT %#x) for "
                             "%u ticks (injected), %u more stall(s) to come",

@@ -232,6 +232,23 @@ TEST(MachineTest, DelayedEoiBroadcastReachesTheIoApicLater) {
   lapic.Write(cpu0, 0xB0, 4, 0);                      // not delayed any more
   EXPECT_FALSE(io.remote_irr(4));
   EXPECT_EQ(io.delivery_count(), 2u);
+
+  // A delay past the end of time saturates instead of wrapping into the
+  // past: the EOI never arrives and Remote IRR stays set.
+  m.SetIrqLine(4, true);
+  ASSERT_EQ(io.delivery_count(), 3u);
+  m.DelayEoiBroadcasts(~uint64_t{0}, 1, "huge");
+  lapic.Acknowledge(0x34);
+  lapic.Write(cpu0, 0xB0, 4, 0);
+  m.events().RunUntil(uint64_t{1} << 62);
+  EXPECT_TRUE(io.remote_irr(4));
+  EXPECT_EQ(io.delivery_count(), 3u);
+}
+
+TEST(ClockTest, TimeAfterSaturates) {
+  EXPECT_EQ(TimeAfter(100, 20), 120u);
+  EXPECT_EQ(TimeAfter(100, ~uint64_t{0}), ~uint64_t{0});
+  EXPECT_EQ(TimeAfter(~uint64_t{0} - 5, 5), ~uint64_t{0});
 }
 
 // A kernel (here its BSS) that does not fit in RAM is refused when loading,

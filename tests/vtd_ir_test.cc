@@ -1228,6 +1228,16 @@ TEST_F(VtdIrTest, DelayedQueueStallsAndResumesFromTheEventQueue) {
   Submit(vtd::qi::Wait(true, false, 0x56), kStatus);
   EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0x56u);
   EXPECT_TRUE(events.empty());
+
+  // A delay past the end of time saturates (TimeAfter) instead of wrapping
+  // into the past: the queue stays stalled.
+  ASSERT_TRUE(unit_->DelayInvalidations(~uint64_t{0}, 1));
+  Submit(vtd::qi::Wait(true, false, 0x57), kStatus);
+  EXPECT_TRUE(unit_->queue_stalled());
+  ASSERT_EQ(events.NextTime(), std::optional<uint64_t>(~uint64_t{0}));
+  events.RunUntil(uint64_t{1} << 62);
+  EXPECT_TRUE(unit_->queue_stalled());
+  EXPECT_EQ(ram_->Load<uint32_t>(kStatus), 0x56u);
 }
 
 // ReorderInvalidations: the first two pending non-wait descriptors are
