@@ -34,20 +34,24 @@
 //   the next instruction boundary. Unicorn gives no precise exit from an
 //   I/O callback (writing RIP there takes effect only at the next memory-op
 //   exit check, and RIP read there is stale). So:
-//     - port I/O: every new block is scanned for IN/OUT opcode bytes and a
-//       narrow UC_HOOK_CODE is placed on the address after each candidate;
-//       the block is retranslated at once (uc_ctl_remove_cache + restart) so
-//       even its first execution is hooked. The hook delivers right there.
-//       False positives (the bytes inside another instruction) never fire or
-//       fire at a real boundary, where delivering is equally correct.
+//     - port I/O: every new block is decoded (Capstone, emu/x86_decode.h, in
+//       the code segment's mode) and a narrow UC_HOOK_CODE is placed on the
+//       instruction after each IN/OUT; the block is retranslated at once
+//       (uc_ctl_remove_cache + restart) so even its first execution is
+//       hooked. The hook delivers right there. Only bytes that do not decode
+//       are scanned for opcode bytes; such false positives never fire or
+//       fire at a real boundary, where delivering is equally correct. (They
+//       are not free: every code hook call walks Unicorn's whole hook list,
+//       and a byte scan finds IN in e.g. every `mov %rsp,%rbp`, 48 89 E5.)
 //     - MMIO: a no-op UC_HOOK_MEM_READ|WRITE on the MMIO window makes Unicorn
 //       sync RIP before memory accesses, so the callback knows the accessing
 //       instruction X. For a plain MOV store (88/89/C6/C7/A2/A3) the callback
 //       writes RIP = X + length: Unicorn's exit check right after the store
 //       ends the TB there (no replay: the store is the last effect), and the
 //       block hook at X+len delivers. For other accesses (loads, string ops)
-//       a code hook on [X+1, X+15] is installed (precise from the next
-//       execution on); the first execution delivers at the block boundary.
+//       a code hook on the next instruction X+len (decoded; [X+1, X+15] if X
+//       does not decode) is installed (precise from the next execution on);
+//       the first execution delivers at the block boundary.
 //
 // * Exceptions: UC_HOOK_INTR reports them; this file delivers them through the
 //   guest IDT. Unicorn never clears its "exception in flight" field, so a
@@ -62,7 +66,7 @@
 //   in 32-bit protected mode or drops to real mode and far-jumps to
 //   vector<<8:0000. INIT recreates the engine (a fresh CPU).
 //
-// * MSRs: RDMSR/WRMSR/RDTSC/RDTSCP are found by the same block scan and
+// * MSRs: RDMSR/WRMSR/RDTSC/RDTSCP are found by the same block decode and
 //   emulated in a narrow UC_HOOK_CODE (RIP += length). Architectural MSRs
 //   Unicorn implements are left to it; 0x10 (TSC) is virtual time.
 #include "emu/vcpu.h"
@@ -81,6 +85,7 @@
 #include "absl/strings/str_format.h"
 #include "emu/guest_ram.h"
 #include "emu/trace.h"
+#include "emu/x86_decode.h"
 
 namespace irqlab {
 namespace {
@@ -678,25 +683,41 @@ class Vcpu::Impl {
   // ---- Event delivery through the IDT (SDM 6.12, 6.14) -----------------
   enum class Kind { kExternal, kNmi, kSoftware, kException };
 
-  std::optional<Fault> TryDeliver(int vector, Kind kind, bool has_err,
-                                  uint32_t err, uint64_t ret_rip) {
-    // Everything delivery reads, in one uc_reg_read_batch() (the reads have
-    // no side effects; separate calls cost ~3 ns more per register).
+  // The registers event delivery reads, in one uc_reg_read_batch() (the
+  // reads have no side effects; separate calls cost ~3 ns more per
+  // register). Delivery writes registers only once it succeeded, so one read
+  // serves every attempt of a Deliver() (CR2 is not among them).
+  struct DeliveryRegs {
     Paging pg{};
+    uint64_t rsp = 0, rflags = 0, cs = 0, ss = 0;
+    uc_x86_mmr idtr{}, gdtr{};
+  };
+  // `rflags`: RFLAGS if the caller has read it already, else nullopt.
+  DeliveryRegs ReadDeliveryRegs(std::optional<uint64_t> rflags) const {
+    DeliveryRegs r;
     uc_x86_msr efer{0xC0000080, 0};
-    uint64_t rsp = 0, rflags = 0, cs64 = 0, ss64 = 0;
-    uc_x86_mmr idtr{}, gdtr{}, tr{};
-    {
-      int ids[] = {UC_X86_REG_CR0, UC_X86_REG_CR3,    UC_X86_REG_CR4,
-                   UC_X86_REG_MSR, UC_X86_REG_RSP,    UC_X86_REG_RFLAGS,
-                   UC_X86_REG_CS,  UC_X86_REG_SS,     UC_X86_REG_IDTR,
-                   UC_X86_REG_GDTR};
-      void* vals[] = {&pg.cr0, &pg.cr3, &pg.cr4, &efer, &rsp,
-                      &rflags, &cs64,   &ss64,   &idtr, &gdtr};
-      static_assert(std::size(ids) == std::size(vals));
-      uc_reg_read_batch(uc_, ids, vals, static_cast<int>(std::size(ids)));
-      pg.efer = efer.value;
-    }
+    int ids[] = {UC_X86_REG_CR0, UC_X86_REG_CR3,  UC_X86_REG_CR4,
+                 UC_X86_REG_MSR, UC_X86_REG_RSP,  UC_X86_REG_CS,
+                 UC_X86_REG_SS,  UC_X86_REG_IDTR, UC_X86_REG_GDTR,
+                 UC_X86_REG_RFLAGS};
+    void* vals[] = {&r.pg.cr0, &r.pg.cr3, &r.pg.cr4, &efer,   &r.rsp,
+                    &r.cs,     &r.ss,     &r.idtr,   &r.gdtr, &r.rflags};
+    static_assert(std::size(ids) == std::size(vals));
+    const int n = static_cast<int>(std::size(ids)) - (rflags ? 1 : 0);
+    uc_reg_read_batch(uc_, ids, vals, n);
+    if (rflags) r.rflags = *rflags;
+    r.pg.efer = efer.value;
+    return r;
+  }
+
+  std::optional<Fault> TryDeliver(const DeliveryRegs& regs, int vector,
+                                  Kind kind, bool has_err, uint32_t err,
+                                  uint64_t ret_rip) {
+    const Paging& pg = regs.pg;
+    const uint64_t rsp = regs.rsp, rflags = regs.rflags, cs64 = regs.cs,
+                   ss64 = regs.ss;
+    const uc_x86_mmr &idtr = regs.idtr, &gdtr = regs.gdtr;
+    uc_x86_mmr tr{};
     const uint32_t ext =
         (kind == Kind::kExternal || kind == Kind::kNmi) ? 1 : 0;
     if (!(pg.cr0 & 1)) {
@@ -751,7 +772,7 @@ class Vcpu::Impl {
     uint16_t new_ss = ss;
     uint64_t new_rsp = rsp;
     const bool priv_change = new_cpl < cpl;
-    if (lm || priv_change) uc_reg_read(uc_, UC_X86_REG_TR, &tr);
+    if (ist || priv_change) uc_reg_read(uc_, UC_X86_REG_TR, &tr);
     // TR's selector (used only where `tr` was read). Not Reg(UC_X86_REG_TR):
     // Unicorn stores a whole uc_x86_mmr through the pointer.
     const uint32_t ts_err = (tr.selector & 0xFFFC) | ext;
@@ -838,11 +859,14 @@ class Vcpu::Impl {
 
   // Delivers an event, resolving faults during delivery per SDM table 6-5.
   // Returns false if the vCPU shut down.
+  // `rflags`: as in ReadDeliveryRegs().
   bool Deliver(int vector, Kind kind, bool has_err, uint32_t err,
-               uint64_t ret_rip) {
+               uint64_t ret_rip, std::optional<uint64_t> rflags = std::nullopt) {
+    const DeliveryRegs regs = ReadDeliveryRegs(rflags);
     int first = vector;
     for (int depth = 0; depth < 4; ++depth) {
-      std::optional<Fault> f = TryDeliver(vector, kind, has_err, err, ret_rip);
+      std::optional<Fault> f =
+          TryDeliver(regs, vector, kind, has_err, err, ret_rip);
       if (!f) return true;
       if (f->vector < 0) {
         Shutdown(absl::StrFormat(
@@ -911,13 +935,14 @@ class Vcpu::Impl {
       check_irq_ = false;
       return false;
     }
-    if (!(Reg(UC_X86_REG_RFLAGS) & kIF)) return false;  // waits for IF
+    const uint64_t rflags = Reg(UC_X86_REG_RFLAGS);
+    if (!(rflags & kIF)) return false;  // waits for IF
     irq_->Acknowledge(v);
     if (tracer_ != nullptr && tracer_->enabled()) {
       Trace(trace::DELIVER, absl::StrFormat("rip=%#x", boundary_rip), v,
             boundary_rip);
     }
-    Deliver(v, Kind::kExternal, false, 0, boundary_rip);
+    Deliver(v, Kind::kExternal, false, 0, boundary_rip, rflags);
     return true;  // check_irq_ stays set: more may be pending
   }
 
@@ -993,22 +1018,17 @@ class Vcpu::Impl {
     std::vector<uint8_t> code(size + 2);
     size_t n = ReadCode(pg, addr, code.data(), size);
     bool added = false;
-    for (size_t i = 0; i < n; ++i) {
-      uint8_t b = code[i];
-      uint8_t b1 = i + 1 < n ? code[i + 1] : 0;
-      if (b == 0xEC || b == 0xED || b == 0xEE || b == 0xEF) {
-        added |= AddHook(addr + i + 1, addr + i + 1, false);
-      } else if (b >= 0xE4 && b <= 0xE7) {
-        added |= AddHook(addr + i + 2, addr + i + 2, false);
-      } else if (b == 0x0F && (b1 == 0x30 || b1 == 0x32 || b1 == 0x31)) {
-        special_[addr + i] = b1 == 0x30   ? Special::kWrmsr
-                             : b1 == 0x32 ? Special::kRdmsr
-                                          : Special::kRdtsc;
-        added |= AddHook(addr + i, addr + i, false);
-      } else if (b == 0x0F && b1 == 0x01 && i + 2 < n && code[i + 2] == 0xF9) {
-        special_[addr + i] = Special::kRdtscp;
-        added |= AddHook(addr + i, addr + i, false);
+    for (const CodeSite& site : Decoder(pg).FindSites(code.data(), n, addr)) {
+      switch (site.kind) {
+        case CodeSiteKind::kPortIo:  // deliver right after the access
+          added |= AddHook(site.address + site.length, site.address + site.length);
+          continue;
+        case CodeSiteKind::kRdmsr: special_[site.address] = Special::kRdmsr; break;
+        case CodeSiteKind::kWrmsr: special_[site.address] = Special::kWrmsr; break;
+        case CodeSiteKind::kRdtsc: special_[site.address] = Special::kRdtsc; break;
+        case CodeSiteKind::kRdtscp: special_[site.address] = Special::kRdtscp; break;
       }
+      added |= AddHook(site.address, site.address);
     }
     if (added) {
       uc_ctl_remove_cache(uc_, addr, addr + size);
@@ -1074,7 +1094,7 @@ class Vcpu::Impl {
     uc_emu_stop(uc_);
   }
 
-  bool AddHook(uint64_t begin, uint64_t end, bool) {
+  bool AddHook(uint64_t begin, uint64_t end) {
     if (!hooked_.insert(begin).second) return false;
     uc_hook h;
     uc_hook_add(uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(&Impl::OnCode),
@@ -1314,25 +1334,53 @@ class Vcpu::Impl {
       Paging pg = ReadPaging();
       uint8_t code[16] = {};
       size_t n = ReadCode(pg, x, code, 16);
-      int len = MovStoreLength(code, static_cast<int>(n),
-                               (pg.efer & (1 << 10)) && Code64(pg));
+      // Most stores decode to the same length in 64-bit and legacy code;
+      // only REX, 0x67 and moffs forms need CS.L (a GDT read).
+      int len = MovStoreLength(code, static_cast<int>(n), false);
+      if ((pg.efer & (1 << 10)) &&
+          len != MovStoreLength(code, static_cast<int>(n), true)) {
+        len = MovStoreLength(code, static_cast<int>(n), Code64(pg));
+      }
       if (len > 0) {
         SetReg(UC_X86_REG_RIP, x + len);  // TB exits right after the store
         return;
       }
     }
     if (mmio_learned_.insert(x).second) {
-      AddHook(x + 1, x + 15, true);
+      // A hook on the next instruction (precise from the next execution
+      // on); on [x+1, x+15] if the access's bytes do not decode.
+      Paging pg = ReadPaging();
+      uint8_t code[16] = {};
+      size_t n = ReadCode(pg, x, code, 16);
+      const int len = Decoder(pg).Length(code, n);
+      if (len > 0) AddHook(x + len, x + len);
+      else AddHook(x + 1, x + 15);
       pending_flush_.push_back({x, x + 16});
     }
   }
-  bool Code64(const Paging& pg) {
+  // The current code segment's default operand size: 16 (real mode or
+  // CS.D=0), 32, or 64 (IA-32e mode and CS.L=1). An unreadable descriptor
+  // counts as the mode's usual one (64 in IA-32e mode, else 32).
+  int CodeBits(const Paging& pg) {
+    if (!(pg.cr0 & 1)) return 16;
+    const bool lma = pg.efer & (1 << 10);
     uc_x86_mmr gdtr{};
     uc_reg_read(uc_, UC_X86_REG_GDTR, &gdtr);
     uint16_t cs = static_cast<uint16_t>(Reg(UC_X86_REG_CS));
     uint8_t d[8] = {};
-    if (AccessLinear(pg, gdtr.base + (cs & ~7u), d, 8, false, false)) return true;
-    return d[6] & 0x20;
+    if (AccessLinear(pg, gdtr.base + (cs & ~7u), d, 8, false, false)) {
+      return lma ? 64 : 32;
+    }
+    if (lma && (d[6] & 0x20)) return 64;
+    return (d[6] & 0x40) ? 32 : 16;
+  }
+  bool Code64(const Paging& pg) { return CodeBits(pg) == 64; }
+  X86Decoder& Decoder(const Paging& pg) {
+    switch (CodeBits(pg)) {
+      case 64: return decode64_;
+      case 32: return decode32_;
+      default: return decode16_;
+    }
   }
 
   static int OnCpuid(uc_engine*, void* ud) {
@@ -1400,6 +1448,7 @@ class Vcpu::Impl {
   static constexpr size_t kBlockCacheSize = 4096;  // power of two
   std::array<BlockCacheEntry, kBlockCacheSize> block_cache_{};
   absl::flat_hash_set<uint64_t> hooked_;
+  X86Decoder decode16_{16}, decode32_{32}, decode64_{64};
   absl::flat_hash_set<uint64_t> mmio_learned_;
   absl::flat_hash_map<uint64_t, Special> special_;
   std::vector<std::pair<uint64_t, uint64_t>> pending_flush_;

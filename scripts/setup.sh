@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 
 PKGS=(build-essential cmake ninja-build pkg-config git
-      libabsl-dev libprotobuf-dev protobuf-compiler
+      libabsl-dev libprotobuf-dev protobuf-compiler libcapstone-dev
       libgtest-dev libgmock-dev googletest libbenchmark-dev
       nasm binutils gcc-arm-none-eabi binutils-arm-none-eabi
       clang libclang-rt-14-dev)

@@ -25,6 +25,7 @@ class TestHost : public VcpuHost {
  public:
   uint64_t MmioRead(int, uint64_t addr, unsigned) override {
     mmio_reads.push_back(addr);
+    if (on_mmio_read) on_mmio_read(addr);
     return ~0ull;
   }
   void MmioWrite(int, uint64_t addr, unsigned size, uint64_t value) override {
@@ -61,6 +62,7 @@ class TestHost : public VcpuHost {
   std::map<uint32_t, uint64_t> msr_writes;
   std::function<void(uint16_t, uint64_t)> on_port;
   std::function<void(uint64_t, unsigned, uint64_t)> on_mmio;
+  std::function<void(uint64_t)> on_mmio_read;
 };
 
 class TestIrq : public InterruptSource {
@@ -183,6 +185,29 @@ TEST_F(VcpuTest, InterruptRaisedByMmioWriteIsTakenBeforeTheNextInstruction) {
   EXPECT_EQ(Frame(0x00), Res(0x30));
   EXPECT_EQ(Res(0x48 + 16), 1u) << "first iteration: handler before nop";
   EXPECT_EQ(Res(0x48 + 8), 2u) << "second iteration: handler before nop";
+}
+
+// An interrupt raised by an MMIO *load* (a read with a side effect): the
+// vCPU cannot end the load's translation block right after it, so the
+// first time it delivers at the next block boundary and hooks the next
+// instruction (found by decoding the load, emu/x86_decode.h); from the
+// second execution on the pushed RIP is the instruction right after the
+// load and the handler runs before it.
+TEST_F(VcpuTest, InterruptRaisedByMmioLoadIsTakenRightAfterItOnceLearned) {
+  Boot(18);
+  host_.on_mmio_read = [this](uint64_t addr) {
+    if (addr == kMmio) {
+      irq_.pending = 0x40;
+      vcpu_->Kick();
+    }
+  };
+  RunToEnd();
+  ASSERT_TRUE(host_.done) << vcpu_->stop_reason();
+  EXPECT_EQ(irq_.acks, (std::vector<int>{0x40, 0x40, 0x40}));
+  EXPECT_EQ(Res(0x48 + 24), 0u) << "first load: delivered at the block end";
+  EXPECT_EQ(Res(0x48 + 16), 2u) << "second load: handler before the next instruction";
+  EXPECT_EQ(Res(0x48 + 8), 3u) << "third load: handler before the next instruction";
+  EXPECT_EQ(Frame(0x00), Res(0x30)) << "return RIP = the instruction after the load";
 }
 
 // SDM 6.12.1.3: a trap gate does not clear IF.

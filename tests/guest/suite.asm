@@ -185,6 +185,7 @@ scenarios:
   dq sc_boot, sc_out_nop, sc_mmio_nop, sc_trap_gate, sc_ist, sc_sti_shadow
   dq sc_if0, sc_hlt, sc_nmi, sc_exceptions, sc_msr, sc_cpuid, sc_rdtsc
   dq sc_loop, sc_irq_spin, sc_reg_loop, sc_out_loop, sc_pf_wp
+  dq sc_mmio_load
 
 ; 0: boot state recorded; report EFER via host.
 sc_boot:
@@ -630,3 +631,28 @@ gdtptr:
 idtptr:
   dw 256*16 - 1
   dq IDT
+
+; 18: an MMIO load raises vector 0x40 (host) three times. The vCPU learns the
+; load on its first execution (delivered at the next block boundary) and
+; from then on takes the interrupt right after the load, before the
+; `mov ebp, esp` (89 E5: IN's opcode byte E5 inside it) and the nop.
+sc_mmio_load:
+  mov edi, 0x40
+  mov rsi, record_isr
+  mov edx, 0x8E00
+  call set_gate
+  mov rax, .after
+  mov [RES+0x30], rax
+  sti
+  mov rbx, MMIO
+  mov ecx, 3
+.again:
+  mov eax, [rbx]
+.after:
+  mov ebp, esp
+  nop
+  mov rax, [COUNT]
+  mov [RES+0x48+rcx*8], rax    ; count seen right after, per iteration
+  loop .again
+  cli
+  jmp done
