@@ -34,6 +34,10 @@
  *   x2apic=1   the BSP switches to x2APIC mode (needs CPUID x2APIC): the
  *              handler EOIs with WRMSR 0x80B instead of the xAPIC page;
  *              source=ipi sends through SELF_IPI.
+ *   fixmap=0   use the xAPIC page through the identity map (0xFEE00000)
+ *              instead of the default Linux-style fixmap page
+ *              (runtime/fixmap.h: FIXMAP_LAPIC_VA); the difference is
+ *              Unicorn's TLB slot sharing described there.
  *   ack=0      (source=edu) handler without the edu ack write.
  *   count=N    round trips (1000).
  *   start=T    before the loop, spin (IF=0) until RDTSC >= T, so a host can
@@ -48,6 +52,7 @@
 #include "runtime.h"
 #include "pci.h"
 #include "vtd.h"
+#include "fixmap.h"
 
 #define EDU_IRQ_STATUS 0x24
 #define EDU_IRQ_RAISE 0x60
@@ -56,6 +61,7 @@
 
 volatile uint64_t irqbench_count;
 uint64_t irqbench_ack_addr; /* edu BAR0 + 0x64, read by the ack handlers */
+uint64_t irqbench_eoi_addr; /* the xAPIC EOI register's virtual address */
 
 /* Four raw handlers: {edu ack, no ack} x {xAPIC EOI (MMIO), x2APIC EOI
  * (WRMSR 0x80B)}. */
@@ -68,7 +74,7 @@ __asm__(
     "  push %rax\n"
     "  movq irqbench_ack_addr(%rip), %rax\n"
     "  movl $1, (%rax)\n"
-    "  movabs $0xfee000b0, %rax\n"
+    "  movq irqbench_eoi_addr(%rip), %rax\n"
     "  movl $0, (%rax)\n"
     "  pop %rax\n"
     "  iretq\n"
@@ -77,7 +83,7 @@ __asm__(
     "irqbench_h_noack_mmio:\n"
     "  incq irqbench_count(%rip)\n"
     "  push %rax\n"
-    "  movabs $0xfee000b0, %rax\n"
+    "  movq irqbench_eoi_addr(%rip), %rax\n"
     "  movl $0, (%rax)\n"
     "  pop %rax\n"
     "  iretq\n"
@@ -192,6 +198,7 @@ int main(void) {
   bool ir = cmdline_get_int("ir", 0) != 0;
   bool eim_want = cmdline_get_int("eim", 1) != 0;
   bool x2 = cmdline_get_int("x2apic", 0) != 0;
+  bool fixmap = cmdline_get_int("fixmap", 1) != 0;
   uint64_t start = (uint64_t)cmdline_get_int("start", 0);
   uint64_t timeout = (uint64_t)cmdline_get_int("timeout", 10000000);
   bool edu = strcmp(source, "edu") == 0;
@@ -212,6 +219,8 @@ int main(void) {
     }
     lapic_enable_x2apic();
   }
+  const uint64_t lapic_va = fixmap ? lapic_fixmap() : LAPIC_BASE;
+  irqbench_eoi_addr = lapic_va + LAPIC_EOI;
   uint32_t apic_id = x2 ? (uint32_t)rdmsr(X2APIC_MSR(LAPIC_ID)) : lapic_id();
   void (*handler)(void) = ack ? (x2 ? irqbench_h_ack_msr : irqbench_h_ack_mmio)
                               : (x2 ? irqbench_h_noack_msr : irqbench_h_noack_mmio);
@@ -256,17 +265,19 @@ int main(void) {
     kind = RAISE_EDU;
     raise = (volatile uint32_t *)(uintptr_t)(bar + EDU_IRQ_RAISE);
     printf("irqbench: edu at 00:%02x.%d bar0 0x%lx, MSI 0x%08x/0x%04x (%s), vector "
-           "0x%x, %s EOI, %lu round trips, ack %d\n",
+           "0x%x, %s EOI%s, %lu round trips, ack %d\n",
            dev, fn, bar, addr, data,
            ir ? (eime ? "remappable, VT-d IR EIME=1" : "remappable, VT-d IR EIME=0")
               : "compatibility",
-           IRQBENCH_VECTOR, x2 ? "x2APIC" : "xAPIC", want, ack);
+           IRQBENCH_VECTOR, x2 ? "x2APIC" : "xAPIC",
+           x2 ? "" : (fixmap ? " (fixmap page)" : " (identity-mapped page)"), want, ack);
   } else {
     kind = x2 ? RAISE_SELF_IPI_MSR : RAISE_ICR_SELF;
-    raise = (volatile uint32_t *)(uintptr_t)(LAPIC_BASE + LAPIC_ICR_LO);
-    printf("irqbench: self IPI through %s, vector 0x%x, %s EOI, %lu round trips\n",
+    raise = (volatile uint32_t *)(uintptr_t)(lapic_va + LAPIC_ICR_LO);
+    printf("irqbench: self IPI through %s, vector 0x%x, %s EOI%s, %lu round trips\n",
            x2 ? "the x2APIC SELF_IPI MSR 0x83F" : "the xAPIC ICR (self shorthand)",
-           IRQBENCH_VECTOR, x2 ? "x2APIC" : "xAPIC", want);
+           IRQBENCH_VECTOR, x2 ? "x2APIC" : "xAPIC",
+           x2 ? "" : (fixmap ? " (fixmap page)" : " (identity-mapped page)"), want);
   }
   idt_set_gate(IRQBENCH_VECTOR, handler, 0);
 
