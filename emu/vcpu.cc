@@ -277,7 +277,7 @@ struct BlockInfo {
   bool ends_with_shadow;  // last instruction is STI / MOV SS / POP SS
 };
 
-enum class Special : uint8_t { kRdmsr, kWrmsr, kRdtsc, kRdtscp };
+enum class Special : uint8_t { kRdmsr, kWrmsr, kRdtsc, kRdtscp, kControl };
 
 // A fault raised while delivering an event (SDM 6.14/6.15).
 struct Fault {
@@ -470,6 +470,7 @@ class Vcpu::Impl {
       state_ = State::kRunnable;
       Trace(trace::WAKE, "");
     }
+    InvalidateControl();  // the ROM or a new engine may have changed it
     slice_start_retired_ = retired_;
     budget_end_ = retired_ + budget;
     exit_ = Exit::kHalted;
@@ -537,15 +538,43 @@ class Vcpu::Impl {
   struct Paging {
     uint64_t cr0, cr3, cr4, efer;
   };
-  Paging ReadPaging() const {
+  // ---- Cached control state ---------------------------------------------
+  // CR0, CR3, CR4, EFER, IDTR and GDTR, and a small TLB of this file's own
+  // page walks, as of the last read. They change only through instructions
+  // that are all hooked (CodeSiteKind::kControl: MOV to CRn, LMSW, CLTS,
+  // LGDT, LIDT, INVLPG, INVPCID; and WRMSR), which invalidate the cache
+  // before they run, and through code this file does not see: the ROM
+  // trampoline and a new engine (both only at the start of a Run()).
+  // Like a hardware TLB, a cached translation outlives a page-table write
+  // until the guest invalidates it (SDM 4.10.4); Unicorn's own TLB may drop
+  // it sooner. Not noticed: hardware task switches (JMP/CALL to a TSS, IRET
+  // with NT=1), which load CR3 and are not modelled otherwise either.
+  struct ControlState {
     Paging pg{};
-    uc_x86_msr efer{0xC0000080, 0};
-    int ids[] = {UC_X86_REG_CR0, UC_X86_REG_CR3, UC_X86_REG_CR4, UC_X86_REG_MSR};
-    void* vals[] = {&pg.cr0, &pg.cr3, &pg.cr4, &efer};
-    uc_reg_read_batch(uc_, ids, vals, 4);  // one call: ~3 ns less per register
-    pg.efer = efer.value;
-    return pg;
+    uc_x86_mmr idtr{}, gdtr{};
+  };
+  struct TlbEntry {
+    uint64_t la_page = ~0ull;  // linear address >> 12; ~0: empty
+    uint64_t pa_page = 0;
+    bool rw = false, us = false, nx = false;  // combined over the walk
+  };
+  static constexpr size_t kTlbSize = 64;  // direct-mapped, power of two
+  const ControlState& Control() {
+    if (!control_valid_) {
+      uc_x86_msr efer{0xC0000080, 0};
+      ControlState& c = control_;
+      int ids[] = {UC_X86_REG_CR0, UC_X86_REG_CR3,  UC_X86_REG_CR4,
+                   UC_X86_REG_MSR, UC_X86_REG_IDTR, UC_X86_REG_GDTR};
+      void* vals[] = {&c.pg.cr0, &c.pg.cr3, &c.pg.cr4, &efer, &c.idtr, &c.gdtr};
+      uc_reg_read_batch(uc_, ids, vals, 6);  // one call: ~3 ns less per register
+      c.pg.efer = efer.value;
+      tlb_.fill(TlbEntry{});
+      control_valid_ = true;
+    }
+    return control_;
   }
+  void InvalidateControl() { control_valid_ = false; }
+  const Paging& ReadPaging() { return Control().pg; }
   uint64_t LoadPhys64(uint64_t pa) const {
     if (ram_->Contains(pa, 8)) return ram_->Load<uint64_t>(pa);
     if (pa >= kRomBase && pa + 8 <= kRomBase + kRomSize) {
@@ -555,79 +584,98 @@ class Vcpu::Impl {
     }
     return 0;  // not present
   }
-  // Returns false and a #PF error code on failure.
+  // Returns false and a #PF error code on failure. With the cached control
+  // state's `pg` (ReadPaging()) it uses and fills tlb_; with any other
+  // Paging (a copy) it always walks the tables.
   bool Translate(const Paging& pg, uint64_t la, bool write, bool user,
-                 bool fetch, uint64_t* pa, uint32_t* pf_err) const {
+                 bool fetch, uint64_t* pa, uint32_t* pf_err) {
     if (!(pg.cr0 & (1u << 31))) {
       *pa = (pg.efer & (1 << 10)) ? la : (la & 0xFFFFFFFF);
       return true;
     }
-    bool wp = pg.cr0 & (1u << 16);
-    bool nxe = pg.efer & (1 << 11);
-    uint32_t base_err = (write ? 2 : 0) | (user ? 4 : 0) |
-                        ((fetch && nxe) ? 16 : 0);
-    bool rw = true, us = true, nx = false;
-    auto fail = [&](bool present) {
-      *pf_err = base_err | (present ? 1 : 0);
+    const bool nxe = pg.efer & (1 << 11);
+    const uint32_t base_err = (write ? 2 : 0) | (user ? 4 : 0) |
+                              ((fetch && nxe) ? 16 : 0);
+    TlbEntry walk;
+    const bool cached = control_valid_ && &pg == &control_.pg;
+    TlbEntry* slot = cached ? &tlb_[(la >> 12) & (kTlbSize - 1)] : nullptr;
+    if (slot != nullptr && slot->la_page == la >> 12) {
+      walk = *slot;
+    } else {
+      if (!Walk(pg, la, &walk)) {
+        *pf_err = base_err;  // not present
+        return false;
+      }
+      if (slot != nullptr) *slot = walk;
+    }
+    const bool wp = pg.cr0 & (1u << 16);
+    if ((user && !walk.us) || (write && !walk.rw && (user || wp)) ||
+        (fetch && walk.nx)) {
+      *pf_err = base_err | 1;  // protection violation
       return false;
-    };
-    auto perms = [&](uint64_t e) {
+    }
+    *pa = (walk.pa_page << 12) | (la & 0xFFF);
+    return true;
+  }
+  // The page walk (SDM 4.3/4.4/4.5) for paging-enabled `pg`: the 4 KiB page
+  // of `la` and the access rights combined over every level (NX only with
+  // EFER.NXE). False if a level is not present (or `la` is not canonical).
+  bool Walk(const Paging& pg, uint64_t la, TlbEntry* out) const {
+    bool rw = true, us = true, nx = false;
+    const bool nxe = pg.efer & (1 << 11);
+    auto perms = [&](uint64_t e, bool has_nx) {
       rw &= (e >> 1) & 1;
       us &= (e >> 2) & 1;
-      if (nxe) nx |= e >> 63;
+      if (has_nx) nx |= e >> 63;
     };
-    auto final_check = [&](uint64_t phys) {
-      if (user && !us) return fail(true);
-      if (write && !rw && (user || wp)) return fail(true);
-      if (fetch && nx) return fail(true);
-      *pa = phys;
+    auto done = [&](uint64_t phys) {
+      *out = TlbEntry{la >> 12, phys >> 12, rw, us, nx};
       return true;
     };
     if (pg.efer & (1 << 10)) {  // IA-32e 4-level
       int64_t s = static_cast<int64_t>(la) >> 47;
-      if (s != 0 && s != -1) return fail(false);
+      if (s != 0 && s != -1) return false;
       uint64_t table = pg.cr3 & 0x000FFFFFFFFFF000ull;
       for (int level = 3; level >= 0; --level) {
         uint64_t e = LoadPhys64(table + ((la >> (12 + 9 * level)) & 511) * 8);
-        if (!(e & 1)) return fail(false);
-        perms(e);
+        if (!(e & 1)) return false;
+        perms(e, nxe);
         if (level > 0 && level < 3 && (e & 0x80)) {
           uint64_t mask = (1ull << (12 + 9 * level)) - 1;
-          return final_check((e & 0x000FFFFFFFFFF000ull & ~mask) | (la & mask));
+          return done((e & 0x000FFFFFFFFFF000ull & ~mask) | (la & mask));
         }
         table = e & 0x000FFFFFFFFFF000ull;
       }
-      return final_check(table | (la & 0xFFF));
+      return done(table | (la & 0xFFF));
     }
     la &= 0xFFFFFFFF;
     if (pg.cr4 & (1 << 5)) {  // PAE
       uint64_t pdpte = LoadPhys64((pg.cr3 & 0xFFFFFFE0) + ((la >> 30) & 3) * 8);
-      if (!(pdpte & 1)) return fail(false);
+      if (!(pdpte & 1)) return false;
       uint64_t pde = LoadPhys64((pdpte & 0x000FFFFFFFFFF000ull) +
                                 ((la >> 21) & 511) * 8);
-      if (!(pde & 1)) return fail(false);
-      perms(pde);
+      if (!(pde & 1)) return false;
+      perms(pde, nxe);
       if (pde & 0x80)
-        return final_check((pde & 0x000FFFFFFFE00000ull) | (la & 0x1FFFFF));
+        return done((pde & 0x000FFFFFFFE00000ull) | (la & 0x1FFFFF));
       uint64_t pte = LoadPhys64((pde & 0x000FFFFFFFFFF000ull) +
                                 ((la >> 12) & 511) * 8);
-      if (!(pte & 1)) return fail(false);
-      perms(pte);
-      return final_check((pte & 0x000FFFFFFFFFF000ull) | (la & 0xFFF));
+      if (!(pte & 1)) return false;
+      perms(pte, nxe);
+      return done((pte & 0x000FFFFFFFFFF000ull) | (la & 0xFFF));
     }
-    nxe = false;
     auto load32 = [&](uint64_t a) {
       return static_cast<uint32_t>(LoadPhys64(a & ~7ull) >> ((a & 4) * 8));
     };
     uint32_t pde = load32((pg.cr3 & 0xFFFFF000) + ((la >> 22) & 1023) * 4);
-    if (!(pde & 1)) return fail(false);
-    perms(pde);
+    if (!(pde & 1)) return false;
+    perms(pde, false);  // 32-bit paging has no NX bit
     if ((pde & 0x80) && (pg.cr4 & (1 << 4)))
-      return final_check((pde & 0xFFC00000) | (la & 0x3FFFFF));
+      return done((pde & 0xFFC00000) | (la & 0x3FFFFF));
     uint32_t pte = load32((pde & 0xFFFFF000) + ((la >> 12) & 1023) * 4);
-    if (!(pte & 1)) return fail(false);
-    perms(pte);
-    return final_check((pte & 0xFFFFF000) | (la & 0xFFF));
+    if (!(pte & 1)) return false;
+    perms(pte, false);
+    return done((pte & 0xFFFFF000) | (la & 0xFFF));
   }
 
   // Linear-address copy helpers for delivery; on a translation failure return
@@ -688,35 +736,28 @@ class Vcpu::Impl {
   // register). Delivery writes registers only once it succeeded, so one read
   // serves every attempt of a Deliver() (CR2 is not among them).
   struct DeliveryRegs {
-    Paging pg{};
+    const ControlState* control;
     uint64_t rsp = 0, rflags = 0, cs = 0, ss = 0;
-    uc_x86_mmr idtr{}, gdtr{};
   };
   // `rflags`: RFLAGS if the caller has read it already, else nullopt.
-  DeliveryRegs ReadDeliveryRegs(std::optional<uint64_t> rflags) const {
-    DeliveryRegs r;
-    uc_x86_msr efer{0xC0000080, 0};
-    int ids[] = {UC_X86_REG_CR0, UC_X86_REG_CR3,  UC_X86_REG_CR4,
-                 UC_X86_REG_MSR, UC_X86_REG_RSP,  UC_X86_REG_CS,
-                 UC_X86_REG_SS,  UC_X86_REG_IDTR, UC_X86_REG_GDTR,
-                 UC_X86_REG_RFLAGS};
-    void* vals[] = {&r.pg.cr0, &r.pg.cr3, &r.pg.cr4, &efer,   &r.rsp,
-                    &r.cs,     &r.ss,     &r.idtr,   &r.gdtr, &r.rflags};
+  DeliveryRegs ReadDeliveryRegs(std::optional<uint64_t> rflags) {
+    DeliveryRegs r{&Control()};
+    int ids[] = {UC_X86_REG_RSP, UC_X86_REG_CS, UC_X86_REG_SS, UC_X86_REG_RFLAGS};
+    void* vals[] = {&r.rsp, &r.cs, &r.ss, &r.rflags};
     static_assert(std::size(ids) == std::size(vals));
     const int n = static_cast<int>(std::size(ids)) - (rflags ? 1 : 0);
     uc_reg_read_batch(uc_, ids, vals, n);
     if (rflags) r.rflags = *rflags;
-    r.pg.efer = efer.value;
     return r;
   }
 
   std::optional<Fault> TryDeliver(const DeliveryRegs& regs, int vector,
                                   Kind kind, bool has_err, uint32_t err,
                                   uint64_t ret_rip) {
-    const Paging& pg = regs.pg;
+    const Paging& pg = regs.control->pg;
     const uint64_t rsp = regs.rsp, rflags = regs.rflags, cs64 = regs.cs,
                    ss64 = regs.ss;
-    const uc_x86_mmr &idtr = regs.idtr, &gdtr = regs.gdtr;
+    const uc_x86_mmr &idtr = regs.control->idtr, &gdtr = regs.control->gdtr;
     uc_x86_mmr tr{};
     const uint32_t ext =
         (kind == Kind::kExternal || kind == Kind::kNmi) ? 1 : 0;
@@ -964,7 +1005,10 @@ class Vcpu::Impl {
     static_cast<Impl*>(ud)->Block(addr, size);
   }
   void Block(uint64_t addr, uint32_t size) {
-    if (addr >= kRomBase && addr < kRomBase + kRomSize) return;  // firmware
+    if (addr >= kRomBase && addr < kRomBase + kRomSize) {  // firmware
+      InvalidateControl();  // its CR/EFER writes are not hooked
+      return;
+    }
     if (nmi_blocked_ && addr == nmi_return_rip_ &&
         Reg(UC_X86_REG_RSP) == nmi_return_rsp_) {
       nmi_blocked_ = false;  // IRET back to the interrupted context
@@ -1014,7 +1058,7 @@ class Vcpu::Impl {
   // Scans a block seen for the first time; returns false if it was restarted
   // to pick up new code hooks.
   bool FirstSight(uint64_t addr, uint32_t size) {
-    Paging pg = ReadPaging();
+    const Paging& pg = ReadPaging();
     std::vector<uint8_t> code(size + 2);
     size_t n = ReadCode(pg, addr, code.data(), size);
     bool added = false;
@@ -1027,12 +1071,15 @@ class Vcpu::Impl {
         case CodeSiteKind::kWrmsr: special_[site.address] = Special::kWrmsr; break;
         case CodeSiteKind::kRdtsc: special_[site.address] = Special::kRdtsc; break;
         case CodeSiteKind::kRdtscp: special_[site.address] = Special::kRdtscp; break;
+        case CodeSiteKind::kControl: special_[site.address] = Special::kControl; break;
       }
       added |= AddHook(site.address, site.address);
     }
     if (added) {
       uc_ctl_remove_cache(uc_, addr, addr + size);
-      SetReg(UC_X86_REG_RIP, addr);  // restart: first run is hooked too
+      // Restart: the first run is hooked too. `addr` is linear; RIP is not
+      // in real mode (CS base = selector << 4), e.g. an AP's SIPI code.
+      SetReg(UC_X86_REG_RIP, addr - CodeSegmentBase(pg));
       return false;
     }
     uc_tb tb{};
@@ -1122,10 +1169,16 @@ class Vcpu::Impl {
     }
     auto it = special_.find(addr);
     if (it == special_.end()) return;
-    Paging pg = ReadPaging();
+    if (it->second == Special::kControl || it->second == Special::kWrmsr) {
+      InvalidateControl();  // runs before the instruction
+      if (it->second == Special::kControl) return;
+    }
+    const Paging& pg = ReadPaging();
     uint8_t b[3] = {};
     ReadCode(pg, addr, b, 3);
     switch (it->second) {
+      case Special::kControl:
+        break;
       case Special::kRdmsr:
         if (b[0] == 0x0F && b[1] == 0x32) EmulateRdmsr(addr);
         break;
@@ -1242,7 +1295,7 @@ class Vcpu::Impl {
   // (reads of present pages do not fault for these privileges) or the
   // instruction is a store, else a read.
   uint32_t PageFaultErrorCode(uint64_t rip) {
-    Paging pg = ReadPaging();
+    Paging pg = ReadPaging();  // a copy: Translate() walks, bypassing tlb_
     uint64_t cr2 = Reg(UC_X86_REG_CR2);
     bool user = (Reg(UC_X86_REG_CS) & 3) == 3;
     bool fetch = cr2 >= rip && cr2 < rip + 16;
@@ -1331,7 +1384,7 @@ class Vcpu::Impl {
     if (!check_irq_) return;
     uint64_t x = Reg(UC_X86_REG_RIP);  // synced by the MMIO memory hook
     if (write) {
-      Paging pg = ReadPaging();
+      const Paging& pg = ReadPaging();
       uint8_t code[16] = {};
       size_t n = ReadCode(pg, x, code, 16);
       // Most stores decode to the same length in 64-bit and legacy code;
@@ -1349,7 +1402,7 @@ class Vcpu::Impl {
     if (mmio_learned_.insert(x).second) {
       // A hook on the next instruction (precise from the next execution
       // on); on [x+1, x+15] if the access's bytes do not decode.
-      Paging pg = ReadPaging();
+      const Paging& pg = ReadPaging();
       uint8_t code[16] = {};
       size_t n = ReadCode(pg, x, code, 16);
       const int len = Decoder(pg).Length(code, n);
@@ -1364,8 +1417,7 @@ class Vcpu::Impl {
   int CodeBits(const Paging& pg) {
     if (!(pg.cr0 & 1)) return 16;
     const bool lma = pg.efer & (1 << 10);
-    uc_x86_mmr gdtr{};
-    uc_reg_read(uc_, UC_X86_REG_GDTR, &gdtr);
+    const uc_x86_mmr& gdtr = Control().gdtr;
     uint16_t cs = static_cast<uint16_t>(Reg(UC_X86_REG_CS));
     uint8_t d[8] = {};
     if (AccessLinear(pg, gdtr.base + (cs & ~7u), d, 8, false, false)) {
@@ -1375,6 +1427,16 @@ class Vcpu::Impl {
     return (d[6] & 0x40) ? 32 : 16;
   }
   bool Code64(const Paging& pg) { return CodeBits(pg) == 64; }
+  // CS's base: selector << 4 in real mode, 0 in 64-bit mode, else the GDT
+  // descriptor's (0 if unreadable).
+  uint64_t CodeSegmentBase(const Paging& pg) {
+    const uint16_t cs = static_cast<uint16_t>(Reg(UC_X86_REG_CS));
+    if (!(pg.cr0 & 1)) return static_cast<uint64_t>(cs) << 4;
+    if (CodeBits(pg) == 64) return 0;
+    uint8_t d[8] = {};
+    if (AccessLinear(pg, Control().gdtr.base + (cs & ~7u), d, 8, false, false)) return 0;
+    return d[2] | (d[3] << 8) | (d[4] << 16) | (static_cast<uint64_t>(d[7]) << 24);
+  }
   X86Decoder& Decoder(const Paging& pg) {
     switch (CodeBits(pg)) {
       case 64: return decode64_;
@@ -1449,6 +1511,9 @@ class Vcpu::Impl {
   std::array<BlockCacheEntry, kBlockCacheSize> block_cache_{};
   absl::flat_hash_set<uint64_t> hooked_;
   X86Decoder decode16_{16}, decode32_{32}, decode64_{64};
+  ControlState control_;
+  bool control_valid_ = false;
+  std::array<TlbEntry, kTlbSize> tlb_{};
   absl::flat_hash_set<uint64_t> mmio_learned_;
   absl::flat_hash_map<uint64_t, Special> special_;
   std::vector<std::pair<uint64_t, uint64_t>> pending_flush_;

@@ -3,8 +3,24 @@
 #include <capstone/capstone.h>
 
 namespace irqlab {
+namespace {
 
-X86Decoder::X86Decoder(int bits) {
+// MOV to a control register is 0F 22 /r after any prefixes (Capstone calls
+// it plain MOV).
+bool IsMovToCr(const uint8_t* b, size_t n, bool rex) {
+  size_t i = 0;
+  while (i < n && (b[i] == 0x66 || b[i] == 0x67 || b[i] == 0xF0 || b[i] == 0xF2 ||
+                   b[i] == 0xF3 || b[i] == 0x2E || b[i] == 0x36 || b[i] == 0x3E ||
+                   b[i] == 0x26 || b[i] == 0x64 || b[i] == 0x65 ||
+                   (rex && (b[i] & 0xF0) == 0x40))) {
+    ++i;
+  }
+  return i + 1 < n && b[i] == 0x0F && b[i + 1] == 0x22;
+}
+
+}  // namespace
+
+X86Decoder::X86Decoder(int bits) : bits_(bits) {
   const cs_mode mode = bits == 64   ? CS_MODE_64
                        : bits == 32 ? CS_MODE_32
                                     : CS_MODE_16;
@@ -47,6 +63,16 @@ std::vector<CodeSite> X86Decoder::FindSites(const uint8_t* code, size_t n,
       case X86_INS_WRMSR: kind = CodeSiteKind::kWrmsr; break;
       case X86_INS_RDTSC: kind = CodeSiteKind::kRdtsc; break;
       case X86_INS_RDTSCP: kind = CodeSiteKind::kRdtscp; break;
+      case X86_INS_LMSW:
+      case X86_INS_CLTS:
+      case X86_INS_LGDT:
+      case X86_INS_LIDT:
+      case X86_INS_INVLPG:
+      case X86_INS_INVPCID: kind = CodeSiteKind::kControl; break;
+      case X86_INS_MOV:
+        if (!IsMovToCr(insn->bytes, insn->size, bits_ == 64)) continue;
+        kind = CodeSiteKind::kControl;
+        break;
       default: continue;
     }
     sites.push_back(CodeSite{insn->address, static_cast<uint8_t>(insn->size), kind});
@@ -76,6 +102,10 @@ std::vector<CodeSite> ScanSiteCandidates(const uint8_t* code, size_t n,
       sites.push_back({a, 2, CodeSiteKind::kRdtsc});
     } else if (b == 0x0F && b1 == 0x01 && i + 2 < n && code[i + 2] == 0xF9) {
       sites.push_back({a, 3, CodeSiteKind::kRdtscp});
+    } else if (b == 0x0F && (b1 == 0x22 || b1 == 0x06 || b1 == 0x01)) {
+      sites.push_back({a, 2, CodeSiteKind::kControl});  // MOV CR, CLTS, group 7
+    } else if (b == 0x0F && b1 == 0x38 && i + 2 < n && code[i + 2] == 0x82) {
+      sites.push_back({a, 3, CodeSiteKind::kControl});  // INVPCID
     }
   }
   return sites;

@@ -18,7 +18,16 @@
 
 namespace irqlab {
 
-enum class CodeSiteKind : uint8_t { kPortIo, kRdmsr, kWrmsr, kRdtsc, kRdtscp };
+enum class CodeSiteKind : uint8_t {
+  kPortIo,
+  kRdmsr,
+  kWrmsr,
+  kRdtsc,
+  kRdtscp,
+  // Changes paging or descriptor-table state the vCPU caches: MOV to CRn,
+  // LMSW, CLTS, LGDT, LIDT, INVLPG, INVPCID.
+  kControl,
+};
 
 struct CodeSite {
   uint64_t address;  // of the instruction
@@ -41,7 +50,7 @@ class X86Decoder {
   // are not a valid instruction.
   int Length(const uint8_t* code, size_t n);
 
-  // The IN/OUT (not string I/O), RDMSR, WRMSR, RDTSC and RDTSCP
+  // The IN/OUT (not string I/O), RDMSR, WRMSR, RDTSC, RDTSCP and kControl
   // instructions of `code`, n bytes of consecutive instructions starting at
   // linear address `address` (a translation block). If the bytes stop
   // decoding before n (not code, or code of another mode), the rest is
@@ -51,6 +60,7 @@ class X86Decoder {
                                   uint64_t address);
 
  private:
+  int bits_;
   size_t handle_ = 0;  // Capstone's csh; 0 if cs_open failed
   void* insn_ = nullptr;  // cs_insn* for cs_disasm_iter
 };

@@ -210,6 +210,22 @@ TEST_F(VcpuTest, InterruptRaisedByMmioLoadIsTakenRightAfterItOnceLearned) {
   EXPECT_EQ(Frame(0x00), Res(0x30)) << "return RIP = the instruction after the load";
 }
 
+// The vCPU writes interrupt frames itself, through the guest's page tables,
+// and caches its walks like a TLB: a remapped stack page must take effect
+// once the guest invalidates it, by INVLPG (SDM 4.10.4.1) or by a CR3 load
+// (4.10.4.1 too). Each frame lands in the physical page mapped at that
+// time (RIP at the frame's bottom, RSP 0x40000800 -> frame at 0x7D8).
+TEST_F(VcpuTest, InterruptFramesFollowAStackRemappedWithInvlpgOrCr3Reload) {
+  Boot(19);
+  RaiseOnPort(0x40);
+  RunToEnd();
+  ASSERT_TRUE(host_.done) << vcpu_->stop_reason();
+  EXPECT_EQ(irq_.acks, (std::vector<int>{0x40, 0x40, 0x40}));
+  EXPECT_EQ(ram_->Load<uint64_t>(0x40000 + 0x7D8), Res(0x30)) << "first frame";
+  EXPECT_EQ(ram_->Load<uint64_t>(0x41000 + 0x7D8), Res(0x38)) << "after INVLPG";
+  EXPECT_EQ(ram_->Load<uint64_t>(0x42000 + 0x7D8), Res(0x40)) << "after the CR3 load";
+}
+
 // SDM 6.12.1.3: a trap gate does not clear IF.
 TEST_F(VcpuTest, TrapGateKeepsInterruptsEnabled) {
   Boot(3);

@@ -61,9 +61,34 @@ TEST(X86DecodeTest, DecodesInTheCodeSegmentsMode) {
             (std::vector<CodeSite>{{0x7C06, 2, K::kPortIo}}));
 }
 
+// Instructions that change what the vCPU caches (paging, GDTR/IDTR) are
+// sites; reads of control registers and other group-7 instructions are not.
+TEST(X86DecodeTest, ControlStateWritesAreSites) {
+  const uint8_t code[] = {0x0F, 0x22, 0xD8,                    // mov cr3, rax   +0
+                          0x0F, 0x20, 0xD8,                    // mov rax, cr3   +3
+                          0x44, 0x0F, 0x22, 0xC0,              // mov cr8, rax   +6
+                          0x0F, 0x01, 0x38,                    // invlpg [rax]   +10
+                          0x0F, 0x01, 0x10,                    // lgdt [rax]     +13
+                          0x0F, 0x01, 0x18,                    // lidt [rax]     +16
+                          0x0F, 0x01, 0x00,                    // sgdt [rax]     +19
+                          0x0F, 0x01, 0xF0,                    // lmsw ax        +22
+                          0x0F, 0x06,                          // clts           +25
+                          0x66, 0x0F, 0x38, 0x82, 0x00,        // invpcid rax, [rax] +27
+                          0xC3};                               // ret            +32
+  EXPECT_EQ(X86Decoder(64).FindSites(code, sizeof(code), 0),
+            (std::vector<CodeSite>{{0, 3, K::kControl},
+                                   {6, 4, K::kControl},
+                                   {10, 3, K::kControl},
+                                   {13, 3, K::kControl},
+                                   {16, 3, K::kControl},
+                                   {22, 3, K::kControl},
+                                   {25, 2, K::kControl},
+                                   {27, 5, K::kControl}}));
+}
+
 TEST(X86DecodeTest, UndecodableRestFallsBackToTheByteScan) {
-  // nop; then 0F 0B (ud2, decodes) ... use an invalid opcode: 0F 04 is
-  // undefined, so decoding stops there and the rest is scanned.
+  // nop, then 0F 04 (an undefined opcode): decoding stops there and the
+  // rest is scanned.
   const uint8_t code[] = {0x90, 0x0F, 0x04, 0xEC, 0x0F, 0x30};
   EXPECT_EQ(X86Decoder(64).FindSites(code, sizeof(code), 0x2000),
             (std::vector<CodeSite>{{0x2003, 1, K::kPortIo}, {0x2004, 2, K::kWrmsr}}));

@@ -185,7 +185,7 @@ scenarios:
   dq sc_boot, sc_out_nop, sc_mmio_nop, sc_trap_gate, sc_ist, sc_sti_shadow
   dq sc_if0, sc_hlt, sc_nmi, sc_exceptions, sc_msr, sc_cpuid, sc_rdtsc
   dq sc_loop, sc_irq_spin, sc_reg_loop, sc_out_loop, sc_pf_wp
-  dq sc_mmio_load
+  dq sc_mmio_load, sc_stack_remap
 
 ; 0: boot state recorded; report EFER via host.
 sc_boot:
@@ -655,4 +655,49 @@ sc_mmio_load:
   mov [RES+0x48+rcx*8], rax    ; count seen right after, per iteration
   loop .again
   cli
+  jmp done
+
+; 19: the interrupted code's stack page is remapped under the vCPU's own
+; page walks (it pushes interrupt frames itself). VA 0x40000000 (tables of
+; scenario 17) maps PA 0x40000, RSP = 0x40000800, an OUT raises 0x40; then
+; the PTE points to PA 0x41000 followed by INVLPG, another OUT; then to PA
+; 0x42000 followed by a CR3 reload, a third OUT. Each frame must land in
+; the page mapped at that time. RES+0x30/0x38/0x40: the return RIPs.
+sc_stack_remap:
+  mov edi, PF_PT
+  mov ecx, 2*1024
+  xor eax, eax
+  rep stosd
+  mov qword [PF_PT], 0x40000 | 3
+  mov qword [PF_PD], PF_PT | 3
+  mov qword [0x11000+8], PF_PD | 3     ; PDPT[1]
+  mov rax, cr3
+  mov cr3, rax
+  mov edi, 0x40
+  mov rsi, record_isr
+  mov edx, 0x8E00
+  call set_gate
+  mov rbp, rsp
+  mov rsp, 0x40000800
+  mov dx, 0x80
+  sti
+  out dx, al
+.r1:
+  mov qword [PF_PT], 0x41000 | 3
+  invlpg [0x40000000]
+  out dx, al
+.r2:
+  mov qword [PF_PT], 0x42000 | 3
+  mov rax, cr3
+  mov cr3, rax
+  out dx, al
+.r3:
+  cli
+  mov rsp, rbp
+  mov rax, .r1
+  mov [RES+0x30], rax
+  mov rax, .r2
+  mov [RES+0x38], rax
+  mov rax, .r3
+  mov [RES+0x40], rax
   jmp done
