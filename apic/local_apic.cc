@@ -453,6 +453,10 @@ std::optional<uint32_t> LocalApic::ReadRegister(uint32_t offset) {
 }
 
 void LocalApic::WriteXapic(uint32_t offset, uint32_t value) {
+  if (offset == apic::kRegEoi) {  // the hot path, before the LVT lookup
+    Eoi();  // any value (SDM 11.8.5)
+    return;
+  }
   if (std::optional<Lvt> lvt = LvtForOffset(offset)) {
     if (*lvt != Lvt::kCmci || config_.cmci) {
       WriteLvt(*lvt, value);
@@ -466,9 +470,6 @@ void LocalApic::WriteXapic(uint32_t offset, uint32_t value) {
       return;
     case apic::kRegTpr:
       SetTpr(value & 0xFF);
-      return;
-    case apic::kRegEoi:
-      Eoi();  // any value (SDM 11.8.5)
       return;
     case apic::kRegLdr:
       ldr_ = value & 0xFF000000;  // logical id in 31:24 (SDM 11.6.2.2)

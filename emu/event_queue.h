@@ -119,6 +119,9 @@ class EventQueue : public Clock {
 
   // Number of pending events.
   size_t size() const { return events_.size(); }
+  // Changes whenever an event is scheduled (a generation count), so a
+  // caller can tell that NextTime() cannot have moved earlier.
+  uint64_t schedule_generation() const { return next_id_; }
   bool empty() const { return events_.empty(); }
 
   // Pending events in run order, one per line:

@@ -463,6 +463,7 @@ RunResult Machine::Run(uint64_t max_time) {
     }
 
     slice_end_ = end;
+    fitted_generation_ = events_.schedule_generation();
     bool progressed = false;
     for (auto& vcpu : vcpus_) {
       if (vcpu->state() == Vcpu::State::kWaitForSipi ||
@@ -615,6 +616,10 @@ void Machine::KickCpu(int cpu) {
 
 void Machine::FitSliceToEvents() {
   if (running_cpu_ < 0) return;
+  // Nothing scheduled since the slice was fitted: every event is still at or
+  // after slice_end_ (which only ever moves earlier within a round).
+  if (events_.schedule_generation() == fitted_generation_) return;
+  fitted_generation_ = events_.schedule_generation();
   const std::optional<uint64_t> next = events_.NextTime();
   if (!next || *next >= slice_end_) return;
   const uint64_t now = Now();

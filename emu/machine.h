@@ -296,6 +296,8 @@ class Machine : public VcpuHost, public Clock {
   uint64_t now_ = 0;                 // time at the start of the current slice
   uint64_t slice_start_time_ = 0;
   uint64_t slice_end_ = 0;           // end of the current round of slices
+  uint64_t fitted_generation_ = 0;   // events_.schedule_generation() when
+                                     // slice_end_ last accounted for events
   int running_cpu_ = -1;             // vCPU inside Run(), or -1
   uint64_t running_start_instr_ = 0;
   std::optional<int> exit_status_;
