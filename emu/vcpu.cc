@@ -549,8 +549,8 @@ class Vcpu::Impl {
   // CR0, CR3, CR4, EFER, IDTR and GDTR, and a small TLB of this file's own
   // page walks, as of the last read. They change only through instructions
   // that are all hooked (CodeSiteKind::kControl: MOV to CRn, LMSW, CLTS,
-  // LGDT, LIDT, INVLPG, INVPCID; and WRMSR), which invalidate the cache
-  // before they run, and through code this file does not see: the ROM
+  // LGDT, LIDT, INVLPG, INVPCID; and WRMSR of EFER), which invalidate the
+  // cache before they run, and through code this file does not see: the ROM
   // trampoline and a new engine (both only at the start of a Run()).
   // Like a hardware TLB, a cached translation outlives a page-table write
   // until the guest invalidates it (SDM 4.10.4); Unicorn's own TLB may drop
@@ -1180,9 +1180,9 @@ class Vcpu::Impl {
     }
     auto it = special_.find(addr);
     if (it == special_.end()) return;
-    if (it->second == Special::kControl || it->second == Special::kWrmsr) {
+    if (it->second == Special::kControl) {
       InvalidateControl();  // runs before the instruction
-      if (it->second == Special::kControl) return;
+      return;
     }
     const Paging& pg = ReadPaging();
     uint8_t b[3] = {};
@@ -1251,17 +1251,36 @@ class Vcpu::Impl {
     SetReg(UC_X86_REG_RIP, addr + 2);
   }
   void EmulateWrmsr(uint64_t addr) {
-    uint32_t msr = static_cast<uint32_t>(Reg(UC_X86_REG_RCX));
-    if (UnicornOwnsMsr(msr)) return;
-    uint64_t value = (Reg(UC_X86_REG_RAX) & 0xFFFFFFFF) |
-                     (Reg(UC_X86_REG_RDX) << 32);
-    bool ok = Cpl0() && (msr == 0x10 || host_->WriteMsr(config_.index, msr, value));
+    uint64_t rcx = 0, rax = 0, rdx = 0, cs = 0;
+    {
+      int ids[] = {UC_X86_REG_RCX, UC_X86_REG_RAX, UC_X86_REG_RDX, UC_X86_REG_CS};
+      void* vals[] = {&rcx, &rax, &rdx, &cs};
+      uc_reg_read_batch(uc_, ids, vals, 4);
+    }
+    const uint32_t msr = static_cast<uint32_t>(rcx);
+    if (UnicornOwnsMsr(msr)) {
+      if (msr == 0xC0000080) InvalidateControl();  // EFER, written next
+      return;
+    }
+    const uint64_t value = (rax & 0xFFFFFFFF) | (rdx << 32);
+    const uint64_t budget_before = budget_end_;
+    const bool ok = (cs & 3) == 0 &&
+                    (msr == 0x10 || host_->WriteMsr(config_.index, msr, value));
     if (tracing()) {  // the string only when traced: APIC MSR fast path
       Trace(trace::MSR, absl::StrFormat("wrmsr %#x%s", msr, ok ? "" : " #GP"),
             -1, msr, value);
     }
     if (!ok) {
       RaiseGp0(addr);
+      return;
+    }
+    // Unicorn implements no x2APIC MSR (SDM 11.12.1.2): its own WRMSR, which
+    // runs when this hook returns, ignores them. So unless the write made an
+    // interrupt deliverable or ended the slice (both are taken at the
+    // boundary right after the WRMSR), the block goes on without the exit a
+    // RIP write costs (an x2APIC EOI with nothing else pending).
+    if (msr >= 0x800 && msr <= 0x8FF && !check_irq_ && !stop_requested_ &&
+        budget_end_ == budget_before) {
       return;
     }
     SetReg(UC_X86_REG_RIP, addr + 2);

@@ -49,6 +49,8 @@ class TestHost : public VcpuHost {
   bool WriteMsr(int, uint32_t msr, uint64_t value) override {
     if (msr < 0x800 || msr > 0x8FF) return false;
     msr_writes[msr] = value;
+    ++msr_write_count;
+    if (on_msr_write) on_msr_write(msr);
     return true;
   }
   uint64_t SliceStartTime() const override { return slice_start; }
@@ -63,6 +65,8 @@ class TestHost : public VcpuHost {
   std::function<void(uint16_t, uint64_t)> on_port;
   std::function<void(uint64_t, unsigned, uint64_t)> on_mmio;
   std::function<void(uint64_t)> on_mmio_read;
+  std::function<void(uint32_t)> on_msr_write;
+  int msr_write_count = 0;
 };
 
 class TestIrq : public InterruptSource {
@@ -224,6 +228,30 @@ TEST_F(VcpuTest, InterruptFramesFollowAStackRemappedWithInvlpgOrCr3Reload) {
   EXPECT_EQ(ram_->Load<uint64_t>(0x40000 + 0x7D8), Res(0x30)) << "first frame";
   EXPECT_EQ(ram_->Load<uint64_t>(0x41000 + 0x7D8), Res(0x38)) << "after INVLPG";
   EXPECT_EQ(ram_->Load<uint64_t>(0x42000 + 0x7D8), Res(0x40)) << "after the CR3 load";
+}
+
+// An x2APIC MSR write is emulated in a code hook; when it makes an
+// interrupt deliverable (e.g. an EOI uncovering a pending vector, SDM
+// 11.8.5) the interrupt is taken at the boundary right after the WRMSR.
+// When it does not, the vCPU lets Unicorn's own WRMSR (a no-op for x2APIC
+// MSRs) run instead of ending the block: the code after it still runs
+// exactly once and the write reached the host exactly once.
+TEST_F(VcpuTest, X2apicMsrWriteTakesAnInterruptItUncoversRightAfterIt) {
+  Boot(20);
+  host_.on_msr_write = [this](uint32_t msr) {
+    if (msr == 0x80B && host_.msr_write_count == 1) {
+      irq_.pending = 0x40;
+      vcpu_->Kick();
+    }
+  };
+  RunToEnd();
+  ASSERT_TRUE(host_.done) << vcpu_->stop_reason();
+  EXPECT_EQ(irq_.acks, std::vector<int>{0x40});
+  EXPECT_EQ(Frame(0x00), Res(0x30)) << "return RIP = the instruction after the WRMSR";
+  EXPECT_EQ(Res(0x48), 1u) << "handler ran before the next instruction";
+  EXPECT_EQ(host_.msr_write_count, 2);
+  EXPECT_EQ(Res(0x50), 1u);
+  EXPECT_EQ(Res(0x58), 0x5A5Au);
 }
 
 // SDM 6.12.1.3: a trap gate does not clear IF.

@@ -185,7 +185,7 @@ scenarios:
   dq sc_boot, sc_out_nop, sc_mmio_nop, sc_trap_gate, sc_ist, sc_sti_shadow
   dq sc_if0, sc_hlt, sc_nmi, sc_exceptions, sc_msr, sc_cpuid, sc_rdtsc
   dq sc_loop, sc_irq_spin, sc_reg_loop, sc_out_loop, sc_pf_wp
-  dq sc_mmio_load, sc_stack_remap
+  dq sc_mmio_load, sc_stack_remap, sc_x2apic_eoi
 
 ; 0: boot state recorded; report EFER via host.
 sc_boot:
@@ -700,4 +700,32 @@ sc_stack_remap:
   mov [RES+0x38], rax
   mov rax, .r3
   mov [RES+0x40], rax
+  jmp done
+
+; 20: two x2APIC EOI writes (WRMSR 0x80B) with IF=1. The host makes vector
+; 0x40 pending on the first: it is taken right after that WRMSR (RES+0x48:
+; COUNT seen by the next instructions). The second changes nothing and the
+; code goes on (RES+0x50, RES+0x58 = 0x5A5A: the instructions after it ran).
+sc_x2apic_eoi:
+  mov edi, 0x40
+  mov rsi, record_isr
+  mov edx, 0x8E00
+  call set_gate
+  mov rax, .after
+  mov [RES+0x30], rax
+  sti
+  mov ecx, 0x80B
+  xor eax, eax
+  xor edx, edx
+  wrmsr
+.after:
+  nop
+  mov rax, [COUNT]
+  mov [RES+0x48], rax
+  xor eax, eax
+  wrmsr
+  mov rax, [COUNT]
+  mov [RES+0x50], rax
+  mov qword [RES+0x58], 0x5A5A
+  cli
   jmp done
