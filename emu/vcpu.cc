@@ -408,6 +408,7 @@ class Vcpu::Impl {
               "MMIO memory hook");
     if (!s.ok()) return s;
     blocks_.clear();
+    InvalidateControl();  // a new engine is a new CPU
     block_cache_.fill(BlockCacheEntry{});
     hooked_.clear();
     mmio_learned_.clear();
@@ -477,7 +478,6 @@ class Vcpu::Impl {
       state_ = State::kRunnable;
       Trace(trace::WAKE, "");
     }
-    InvalidateControl();  // the ROM or a new engine may have changed it
     slice_start_retired_ = retired_;
     budget_end_ = retired_ + budget;
     exit_ = Exit::kHalted;
@@ -550,8 +550,8 @@ class Vcpu::Impl {
   // page walks, as of the last read. They change only through instructions
   // that are all hooked (CodeSiteKind::kControl: MOV to CRn, LMSW, CLTS,
   // LGDT, LIDT, INVLPG, INVPCID; and WRMSR of EFER), which invalidate the
-  // cache before they run, and through code this file does not see: the ROM
-  // trampoline and a new engine (both only at the start of a Run()).
+  // cache before they run, and through what this file does not hook: the
+  // ROM trampoline (each of its blocks invalidates) and a new engine.
   // Like a hardware TLB, a cached translation outlives a page-table write
   // until the guest invalidates it (SDM 4.10.4); Unicorn's own TLB may drop
   // it sooner. Not noticed: hardware task switches (JMP/CALL to a TSS, IRET
