@@ -411,6 +411,7 @@ class Vcpu::Impl {
     InvalidateControl();  // a new engine is a new CPU
     block_cache_.fill(BlockCacheEntry{});
     hooked_.clear();
+    site_blocks_.clear();
     mmio_learned_.clear();
     special_.clear();
     uint64_t rip = kRomBase + kRomParkOffset;  // until an entry point is set
@@ -1027,7 +1028,7 @@ class Vcpu::Impl {
     }
     // Direct-mapped cache in front of blocks_ (the hash lookup was the
     // largest cost of this hook, which runs for every guest block).
-    BlockCacheEntry& ce = block_cache_[(addr ^ (addr >> 12)) & (kBlockCacheSize - 1)];
+    BlockCacheEntry& ce = block_cache_[BlockCacheIndex(addr)];
     if (ce.addr != addr || ce.size != size) [[unlikely]] {
       auto it = blocks_.find(BlockKey{addr, size});
       if (it == blocks_.end()) {
@@ -1074,9 +1075,16 @@ class Vcpu::Impl {
     size_t n = ReadCode(pg, addr, code.data(), size);
     bool added = false;
     for (const CodeSite& site : Decoder(pg).FindSites(code.data(), n, addr)) {
+      const uint64_t at = site.kind == CodeSiteKind::kPortIo
+                              ? site.address + site.length  // right after it
+                              : site.address;
+      std::vector<BlockKey>& blocks = site_blocks_[at];
+      if (blocks.empty() || !(blocks.back() == BlockKey{addr, size})) {
+        blocks.push_back(BlockKey{addr, size});
+      }
       switch (site.kind) {
         case CodeSiteKind::kPortIo:  // deliver right after the access
-          added |= AddHook(site.address + site.length, site.address + site.length);
+          added |= AddHook(at, at);
           continue;
         case CodeSiteKind::kRdmsr: special_[site.address] = Special::kRdmsr; break;
         case CodeSiteKind::kWrmsr: special_[site.address] = Special::kWrmsr; break;
@@ -1087,6 +1095,7 @@ class Vcpu::Impl {
       added |= AddHook(site.address, site.address);
     }
     if (added) {
+      EvictColdHooks(addr, addr + size);
       uc_ctl_remove_cache(uc_, addr, addr + size);
       // Restart: the first run is hooked too. `addr` is linear; RIP is not
       // in real mode (CS base = selector << 4), e.g. an AP's SIPI code.
@@ -1152,12 +1161,62 @@ class Vcpu::Impl {
     uc_emu_stop(uc_);
   }
 
-  bool AddHook(uint64_t begin, uint64_t end) {
-    if (!hooked_.insert(begin).second) return false;
+  // ---- Narrow code hooks ------------------------------------------------
+  // Every call of any UC_HOOK_CODE hook makes Unicorn walk its whole list of
+  // code hooks (~2.8 ns per hook here), so at most kMaxCodeHooks stay
+  // installed: adding one beyond that (in FirstSight) removes the least
+  // recently fired ones, with the translations that call them and this
+  // file's record of the blocks containing their sites, so the next
+  // execution of such a block is seen first again and hooked again before
+  // it runs (an MMIO access is learned again). A site costs a
+  // retranslation only when it comes back after kMaxCodeHooks others.
+  static constexpr size_t kMaxCodeHooks = 16;
+  struct CodeHook {
+    uc_hook handle;
+    uint64_t last_fired;     // hook_clock_ at the last call
+    uint64_t mmio_access;    // the learned MMIO access (AfterMmio), or ~0
+  };
+  // `mmio_access`: see CodeHook. Returns false if `begin` is hooked already.
+  bool AddHook(uint64_t begin, uint64_t end, uint64_t mmio_access = ~0ull) {
+    if (hooked_.contains(begin)) return false;
     uc_hook h;
     uc_hook_add(uc_, &h, UC_HOOK_CODE, reinterpret_cast<void*>(&Impl::OnCode),
                 this, begin, end);
+    hooked_.emplace(begin, CodeHook{h, ++hook_clock_, mmio_access});
     return true;
+  }
+  // Removes the least recently fired hooks beyond kMaxCodeHooks, except
+  // those in [keep_begin, keep_end) (the block being scanned). Called from
+  // the block hook only: the removed hooks' translations must be gone
+  // before any of them can run again.
+  void EvictColdHooks(uint64_t keep_begin, uint64_t keep_end) {
+    while (hooked_.size() > kMaxCodeHooks) {
+      auto victim = hooked_.end();
+      for (auto it = hooked_.begin(); it != hooked_.end(); ++it) {
+        if (it->first >= keep_begin && it->first < keep_end) continue;
+        if (victim == hooked_.end() ||
+            it->second.last_fired < victim->second.last_fired) {
+          victim = it;
+        }
+      }
+      if (victim == hooked_.end()) return;
+      const uint64_t begin = victim->first;
+      const CodeHook hook = victim->second;
+      hooked_.erase(victim);
+      uc_hook_del(uc_, hook.handle);
+      uc_ctl_remove_cache(uc_, begin, begin + 1);
+      if (auto b = site_blocks_.find(begin); b != site_blocks_.end()) {
+        for (const BlockKey& key : b->second) {
+          blocks_.erase(key);
+          BlockCacheEntry& ce = block_cache_[BlockCacheIndex(key.addr)];
+          if (ce.addr == key.addr && ce.size == key.size) ce = BlockCacheEntry{};
+          uc_ctl_remove_cache(uc_, key.addr, key.addr + key.size);
+        }
+        site_blocks_.erase(b);
+      }
+      if (hook.mmio_access != ~0ull) mmio_learned_.erase(hook.mmio_access);
+      ++hooks_evicted_;
+    }
   }
 
   static void OnCode(uc_engine*, uint64_t addr, uint32_t, void* ud) {
@@ -1177,6 +1236,9 @@ class Vcpu::Impl {
     if (check_irq_ && addr != inhibit_at_ && KickDue() && TryInterrupt(addr)) {
       UncreditRestOfBlock(addr);
       return;
+    }
+    if (auto h = hooked_.find(addr); h != hooked_.end()) {
+      h->second.last_fired = ++hook_clock_;
     }
     auto it = special_.find(addr);
     if (it == special_.end()) return;
@@ -1436,8 +1498,8 @@ class Vcpu::Impl {
       uint8_t code[16] = {};
       size_t n = ReadCode(pg, x, code, 16);
       const int len = Decoder(pg).Length(code, n);
-      if (len > 0) AddHook(x + len, x + len);
-      else AddHook(x + 1, x + 15);
+      if (len > 0) AddHook(x + len, x + len, x);
+      else AddHook(x + 1, x + 15, x);
       pending_flush_.push_back({x, x + 16});
     }
   }
@@ -1538,8 +1600,15 @@ class Vcpu::Impl {
     BlockInfo info{};
   };
   static constexpr size_t kBlockCacheSize = 4096;  // power of two
+  static size_t BlockCacheIndex(uint64_t addr) {
+    return (addr ^ (addr >> 12)) & (kBlockCacheSize - 1);
+  }
   std::array<BlockCacheEntry, kBlockCacheSize> block_cache_{};
-  absl::flat_hash_set<uint64_t> hooked_;
+  absl::flat_hash_map<uint64_t, CodeHook> hooked_;  // by first address
+  // Hooked address -> the blocks whose scan found its site (EvictColdHooks).
+  absl::flat_hash_map<uint64_t, std::vector<BlockKey>> site_blocks_;
+  uint64_t hook_clock_ = 0;
+  uint64_t hooks_evicted_ = 0;
   X86Decoder decode16_{16}, decode32_{32}, decode64_{64};
   ControlState control_;
   bool control_valid_ = false;
@@ -1610,6 +1679,7 @@ void Vcpu::Kick() { impl_->Kick(); }
 void Vcpu::RequestStop() { impl_->RequestStop(); }
 Vcpu::State Vcpu::state() const { return impl_->state_; }
 uint64_t Vcpu::instructions_retired() const { return impl_->retired_; }
+uint64_t Vcpu::code_hooks_evicted() const { return impl_->hooks_evicted_; }
 int Vcpu::index() const { return impl_->config_.index; }
 const std::string& Vcpu::stop_reason() const { return impl_->stop_reason_; }
 bool Vcpu::interrupts_enabled() const {

@@ -131,6 +131,10 @@ class Vcpu {
 
   State state() const;
   uint64_t instructions_retired() const;
+  // Narrow code hooks (MSR, RDTSC, port-I/O and MMIO-load sites) removed so
+  // far to keep the installed ones within a small limit (vcpu.cc:
+  // EvictColdHooks), for tests and benchmarks.
+  uint64_t code_hooks_evicted() const;
   int index() const;
   // Why the vCPU is in kShutdown (triple fault, engine error), for the report.
   const std::string& stop_reason() const;

@@ -44,6 +44,7 @@ class TestHost : public VcpuHost {
   }
   std::optional<uint64_t> ReadMsr(int, uint32_t msr) override {
     if (msr == 0x1B) return 0xFEE00900;
+    if (on_msr_read) return on_msr_read(msr);
     return std::nullopt;
   }
   bool WriteMsr(int, uint32_t msr, uint64_t value) override {
@@ -66,6 +67,7 @@ class TestHost : public VcpuHost {
   std::function<void(uint64_t, unsigned, uint64_t)> on_mmio;
   std::function<void(uint64_t)> on_mmio_read;
   std::function<void(uint32_t)> on_msr_write;
+  std::function<std::optional<uint64_t>(uint32_t)> on_msr_read;
   int msr_write_count = 0;
 };
 
@@ -252,6 +254,26 @@ TEST_F(VcpuTest, X2apicMsrWriteTakesAnInterruptItUncoversRightAfterIt) {
   EXPECT_EQ(host_.msr_write_count, 2);
   EXPECT_EQ(Res(0x50), 1u);
   EXPECT_EQ(Res(0x58), 0x5A5Au);
+}
+
+// The vCPU keeps only a few narrow code hooks installed (each hooked
+// instruction makes Unicorn walk all of them): with more RDMSR sites than
+// that in a loop, cold hooks are evicted and their blocks hooked again when
+// they next run. Every execution of every site must still be emulated
+// (Unicorn's own RDMSR would return 0 for these MSRs).
+TEST_F(VcpuTest, RdmsrSitesBeyondTheHookLimitAreStillEmulated) {
+  Boot(21);
+  host_.on_msr_read = [](uint32_t msr) -> std::optional<uint64_t> {
+    if (msr >= 0x800 && msr < 0x800 + 40) return 0x5000 + msr;
+    return std::nullopt;
+  };
+  RunToEnd();
+  ASSERT_TRUE(host_.done) << vcpu_->stop_reason();
+  EXPECT_EQ(Res(0x30), 3u) << "rounds";
+  for (uint64_t i = 0; i < 40; ++i) {
+    EXPECT_EQ(Res(0x100 + 8 * i) & 0xFFFFFFFF, 0x5800 + i) << "site " << i;
+  }
+  EXPECT_GT(vcpu_->code_hooks_evicted(), 40u) << "hooks were evicted and re-installed";
 }
 
 // SDM 6.12.1.3: a trap gate does not clear IF.

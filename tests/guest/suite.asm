@@ -185,7 +185,7 @@ scenarios:
   dq sc_boot, sc_out_nop, sc_mmio_nop, sc_trap_gate, sc_ist, sc_sti_shadow
   dq sc_if0, sc_hlt, sc_nmi, sc_exceptions, sc_msr, sc_cpuid, sc_rdtsc
   dq sc_loop, sc_irq_spin, sc_reg_loop, sc_out_loop, sc_pf_wp
-  dq sc_mmio_load, sc_stack_remap, sc_x2apic_eoi
+  dq sc_mmio_load, sc_stack_remap, sc_x2apic_eoi, sc_many_msr_sites
 
 ; 0: boot state recorded; report EFER via host.
 sc_boot:
@@ -728,4 +728,26 @@ sc_x2apic_eoi:
   mov [RES+0x50], rax
   mov qword [RES+0x58], 0x5A5A
   cli
+  jmp done
+
+; 21: 40 RDMSR sites, each in a block of its own (the JMP ends it), run
+; three times: more sites than the vCPU keeps hooked, so their hooks are
+; evicted and installed again. Every RDMSR must still be emulated: RES+0x100
+; + 8*i = the value the host returned for MSR 0x800+i in the last round;
+; RES+0x30 = rounds done.
+sc_many_msr_sites:
+  mov r8d, 3
+.round:
+%assign i 0
+%rep 40
+  mov ecx, 0x800 + i
+  rdmsr
+  mov [RES+0x100+i*8], eax
+  jmp .n %+ i
+.n %+ i:
+%assign i i+1
+%endrep
+  inc qword [RES+0x30]
+  dec r8d
+  jnz .round
   jmp done
