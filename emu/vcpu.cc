@@ -69,6 +69,15 @@
 // * MSRs: RDMSR/WRMSR/RDTSC/RDTSCP are found by the same block decode and
 //   emulated in a narrow UC_HOOK_CODE (RIP += length). Architectural MSRs
 //   Unicorn implements are left to it; 0x10 (TSC) is virtual time.
+//
+// * Cost of code hooks: each hooked instruction makes Unicorn walk its whole
+//   list of code hooks, so at most kMaxCodeHooks stay installed; cold ones
+//   are evicted and re-installed when their blocks next run
+//   (EvictColdHooks).
+//
+// * Paging and descriptor tables: CR0/3/4, EFER, IDTR, GDTR and this file's
+//   page walks are cached until the guest runs an instruction that can
+//   change them, each of which is a hooked site (see ControlState).
 #include "emu/vcpu.h"
 
 #include <sys/mman.h>
