@@ -43,15 +43,19 @@
 //       fire at a real boundary, where delivering is equally correct. (They
 //       are not free: every code hook call walks Unicorn's whole hook list,
 //       and a byte scan finds IN in e.g. every `mov %rsp,%rbp`, 48 89 E5.)
-//     - MMIO: a no-op UC_HOOK_MEM_READ|WRITE on the MMIO window makes Unicorn
-//       sync RIP before memory accesses, so the callback knows the accessing
-//       instruction X. For a plain MOV store (88/89/C6/C7/A2/A3) the callback
-//       writes RIP = X + length: Unicorn's exit check right after the store
-//       ends the TB there (no replay: the store is the last effect), and the
-//       block hook at X+len delivers. For other accesses (loads, string ops)
-//       a code hook on the next instruction X+len (decoded; [X+1, X+15] if X
-//       does not decode) is installed (precise from the next execution on);
-//       the first execution delivers at the block boundary.
+//     - MMIO: the callback finds the accessing instruction X itself
+//       (FindAccess): RIP is stale there, but the general registers are
+//       current, so the running block's explicit memory operands are
+//       evaluated and the one covering the accessed address is X (a
+//       UC_HOOK_MEM_* hook would make Unicorn sync RIP, at ~27 ns on every
+//       guest RAM access). For a plain MOV store (88/89/C6/C7/A2/A3) the
+//       callback writes RIP = X + length: Unicorn's exit check right after
+//       the store ends the TB there (no replay: the store is the last
+//       effect), and the block hook at X+len delivers. For other accesses
+//       (loads, read-modify-write) a code hook on the next instruction X+len
+//       is installed (precise from the next execution on); the first
+//       execution delivers at the block boundary, as does any access that
+//       cannot be attributed to exactly one instruction.
 //
 // * Exceptions: UC_HOOK_INTR reports them; this file delivers them through the
 //   guest IDT. Unicorn never clears its "exception in flight" field, so a
@@ -410,13 +414,9 @@ class Vcpu::Impl {
                           0),
               "unmapped-access hook");
     if (!s.ok()) return s;
-    // Makes Unicorn sync RIP before memory accesses (see file comment).
-    s = check(uc_hook_add(uc_, &h, UC_HOOK_MEM_READ | UC_HOOK_MEM_WRITE,
-                          reinterpret_cast<void*>(&Impl::OnMmioMemHook), this,
-                          ram_->size(), kHighMmioEnd - 1),
-              "MMIO memory hook");
-    if (!s.ok()) return s;
     blocks_.clear();
+    block_operands_.clear();
+    block_size_ = 0;
     InvalidateControl();  // a new engine is a new CPU
     block_cache_.fill(BlockCacheEntry{});
     hooked_.clear();
@@ -1071,6 +1071,7 @@ class Vcpu::Impl {
     }
     retired_ += info.icount;
     block_start_ = addr;
+    block_size_ = size;
     block_end_ = addr + size;
     block_icount_ = info.icount;
     last_block_shadow_ = info.ends_with_shadow;
@@ -1435,9 +1436,6 @@ class Vcpu::Impl {
         type == UC_MEM_FETCH_UNMAPPED || type == UC_MEM_FETCH_PROT;
     return false;
   }
-  static void OnMmioMemHook(uc_engine*, uc_mem_type, uint64_t, int, int64_t,
-                            void*) {}
-
   static uint32_t OnIn(uc_engine*, uint32_t port, int size, void* ud) {
     auto* self = static_cast<Impl*>(ud);
     return static_cast<uint32_t>(self->host_->PortRead(
@@ -1455,7 +1453,7 @@ class Vcpu::Impl {
     auto* self = static_cast<Impl*>(ud);
     uint64_t v = self->host_->MmioRead(self->config_.index,
                                        self->ram_->size() + off, size);
-    self->AfterMmio(false);
+    self->AfterMmio(false, self->ram_->size() + off, size);
     return v;
   }
   static void MmioWriteLow(uc_engine*, uint64_t off, unsigned size,
@@ -1463,27 +1461,30 @@ class Vcpu::Impl {
     auto* self = static_cast<Impl*>(ud);
     self->host_->MmioWrite(self->config_.index, self->ram_->size() + off, size,
                            value);
-    self->AfterMmio(true);
+    self->AfterMmio(true, self->ram_->size() + off, size);
   }
   static uint64_t MmioReadHigh(uc_engine*, uint64_t off, unsigned size,
                                void* ud) {
     auto* self = static_cast<Impl*>(ud);
     uint64_t v = self->host_->MmioRead(self->config_.index, k4GiB + off, size);
-    self->AfterMmio(false);
+    self->AfterMmio(false, k4GiB + off, size);
     return v;
   }
   static void MmioWriteHigh(uc_engine*, uint64_t off, unsigned size,
                             uint64_t value, void* ud) {
     auto* self = static_cast<Impl*>(ud);
     self->host_->MmioWrite(self->config_.index, k4GiB + off, size, value);
-    self->AfterMmio(true);
+    self->AfterMmio(true, k4GiB + off, size);
   }
 
-  // After a device access: if it made an interrupt (possibly) pending, arrange
-  // delivery at the next instruction boundary (see file comment).
-  void AfterMmio(bool write) {
+  // After a device access of `size` bytes at physical `pa`: if it made an
+  // interrupt (possibly) pending, arrange delivery at the next instruction
+  // boundary (see file comment).
+  void AfterMmio(bool write, uint64_t pa, unsigned size) {
     if (!check_irq_) return;
-    uint64_t x = Reg(UC_X86_REG_RIP);  // synced by the MMIO memory hook
+    const std::optional<MemoryOperandInsn> found = FindAccess(pa, size, write);
+    if (!found) return;  // taken at the next block boundary
+    const uint64_t x = found->address;
     if (write) {
       const Paging& pg = ReadPaging();
       uint8_t code[16] = {};
@@ -1495,22 +1496,75 @@ class Vcpu::Impl {
           len != MovStoreLength(code, static_cast<int>(n), true)) {
         len = MovStoreLength(code, static_cast<int>(n), Code64(pg));
       }
-      if (len > 0) {
+      if (len > 0 && len == found->length) {
         SetReg(UC_X86_REG_RIP, x + len);  // TB exits right after the store
         return;
       }
     }
     if (mmio_learned_.insert(x).second) {
-      // A hook on the next instruction (precise from the next execution
-      // on); on [x+1, x+15] if the access's bytes do not decode.
-      const Paging& pg = ReadPaging();
-      uint8_t code[16] = {};
-      size_t n = ReadCode(pg, x, code, 16);
-      const int len = Decoder(pg).Length(code, n);
-      if (len > 0) AddHook(x + len, x + len, x);
-      else AddHook(x + 1, x + 15, x);
+      // A hook on the next instruction (precise from the next execution on).
+      AddHook(x + found->length, x + found->length, x);
       pending_flush_.push_back({x, x + 16});
     }
+  }
+
+  // Which instruction of the running block made the MMIO access? Unicorn
+  // does not say: RIP in an MMIO callback is stale (a UC_HOOK_MEM_* hook
+  // would make Unicorn sync it, but any such hook makes Unicorn translate
+  // every guest RAM access as a slow helper call, ~27 ns each:
+  // bench/vcpu_bench BM_BareUnicornRamAccess). The general registers are
+  // current there (TCG saves them before a softmmu slow-path call), so the
+  // block's explicit memory operands are evaluated and the one whose address
+  // covers `pa` is the access. Nothing if not exactly one matches, or if the
+  // block has accesses that cannot be evaluated (stack, string, FS/GS).
+  std::optional<MemoryOperandInsn> FindAccess(uint64_t pa, unsigned size, bool write) {
+    if (block_size_ == 0) return std::nullopt;
+    const Paging& pg = ReadPaging();
+    std::vector<uint8_t> code(block_size_);
+    const size_t n = ReadCode(pg, block_start_, code.data(), block_size_);
+    if (n != block_size_) return std::nullopt;
+    BlockOperands& ops = block_operands_[BlockKey{block_start_, block_size_}];
+    if (ops.code != code) {  // first time, or the code changed
+      ops.code = code;
+      ops.operands = Decoder(pg).MemoryOperands(code.data(), n, block_start_);
+    }
+    if (!ops.operands.complete) return std::nullopt;
+    static constexpr int kGpr[16] = {
+        UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX,
+        UC_X86_REG_RSP, UC_X86_REG_RBP, UC_X86_REG_RSI, UC_X86_REG_RDI,
+        UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
+        UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15};
+    uint64_t gpr[16] = {};
+    {
+      int ids[16];
+      void* vals[16];
+      int count = 0;
+      uint32_t needed = 0;
+      for (const MemoryOperandInsn& m : ops.operands.insns) {
+        if (m.base >= 0) needed |= 1u << m.base;
+        if (m.index >= 0) needed |= 1u << m.index;
+      }
+      for (int r = 0; r < 16; ++r) {
+        if (needed & (1u << r)) ids[count] = kGpr[r], vals[count++] = &gpr[r];
+      }
+      if (count > 0) uc_reg_read_batch(uc_, ids, vals, count);
+    }
+    std::optional<MemoryOperandInsn> match;
+    for (const MemoryOperandInsn& m : ops.operands.insns) {
+      if (!(write ? m.writes : m.reads) || m.size < size) continue;
+      uint64_t ea = m.rip_relative ? m.address + m.length : 0;
+      if (m.base >= 0) ea += gpr[m.base];
+      if (m.index >= 0) ea += gpr[m.index] * m.scale;
+      ea += static_cast<uint64_t>(m.disp);
+      if (m.address_bits == 32) ea &= 0xFFFFFFFF;
+      uint64_t ea_pa = 0;
+      uint32_t err = 0;
+      if (!Translate(pg, ea, false, false, false, &ea_pa, &err)) continue;
+      if (pa < ea_pa || pa + size > ea_pa + m.size) continue;  // also a split half
+      if (match && match->address != m.address) return std::nullopt;  // ambiguous
+      match = m;
+    }
+    return match;
   }
   // The current code segment's default operand size: 16 (real mode or
   // CS.D=0), 32, or 64 (IA-32e mode and CS.L=1). An unreadable descriptor
@@ -1623,6 +1677,13 @@ class Vcpu::Impl {
   bool control_valid_ = false;
   std::array<TlbEntry, kTlbSize> tlb_{};
   absl::flat_hash_set<uint64_t> mmio_learned_;
+  // FindAccess: the decoded memory operands of blocks that made an MMIO
+  // access while an interrupt was (possibly) pending, with their bytes.
+  struct BlockOperands {
+    std::vector<uint8_t> code;
+    BlockMemoryOperands operands;
+  };
+  absl::flat_hash_map<BlockKey, BlockOperands> block_operands_;
   absl::flat_hash_map<uint64_t, Special> special_;
   std::vector<std::pair<uint64_t, uint64_t>> pending_flush_;
 
@@ -1646,6 +1707,7 @@ class Vcpu::Impl {
   // UncreditRestOfBlock().
   uint64_t block_start_ = 0, block_end_ = 0;
   uint32_t block_icount_ = 0;
+  uint32_t block_size_ = 0;  // of the running block (block_start_); 0: none
   absl::flat_hash_map<uint64_t, uint32_t> rest_icount_;
   bool deferred_last_ = false;
   uint64_t inhibit_at_ = ~0ull;

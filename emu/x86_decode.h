@@ -36,6 +36,30 @@ struct CodeSite {
   bool operator==(const CodeSite&) const = default;
 };
 
+// An instruction's explicit memory operand, so that the instruction that
+// made a given memory access can be found among a block's (emu/vcpu.cc:
+// an MMIO callback knows the address, not the instruction).
+// Effective address = base + index * scale + disp, truncated to
+// address_bits; or address + length + disp if rip_relative.
+struct MemoryOperandInsn {
+  uint64_t address;  // of the instruction
+  uint8_t length;
+  uint8_t size;      // operand bytes
+  bool reads, writes;
+  int8_t base, index;  // general register 0-15 (RAX..R15), -1 if none
+  uint8_t scale;
+  uint8_t address_bits;  // 64 or 32
+  bool rip_relative;
+  int64_t disp;
+};
+struct BlockMemoryOperands {
+  std::vector<MemoryOperandInsn> insns;
+  // False if the block has a memory access the entries cannot describe
+  // (string and stack instructions, FS/GS, 16-bit addressing, bytes that do
+  // not decode): then no access can be attributed with certainty.
+  bool complete = true;
+};
+
 // Decodes x86 instructions of one operand/address-size mode.
 // Not thread-safe (one per vCPU).
 class X86Decoder {
@@ -59,10 +83,17 @@ class X86Decoder {
   std::vector<CodeSite> FindSites(const uint8_t* code, size_t n,
                                   uint64_t address);
 
+  // The explicit memory operands of `code` (n bytes of consecutive
+  // instructions at `address`).
+  BlockMemoryOperands MemoryOperands(const uint8_t* code, size_t n,
+                                     uint64_t address);
+
  private:
   int bits_;
   size_t handle_ = 0;  // Capstone's csh; 0 if cs_open failed
   void* insn_ = nullptr;  // cs_insn* for cs_disasm_iter
+  size_t detail_handle_ = 0;  // with CS_OPT_DETAIL, opened on first use
+  void* detail_insn_ = nullptr;
 };
 
 // The byte-scan fallback of X86Decoder::FindSites on its own (exposed for

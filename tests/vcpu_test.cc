@@ -276,6 +276,30 @@ TEST_F(VcpuTest, RdmsrSitesBeyondTheHookLimitAreStillEmulated) {
   EXPECT_GT(vcpu_->code_hooks_evicted(), 40u) << "hooks were evicted and re-installed";
 }
 
+// The vCPU finds the instruction behind an MMIO access by evaluating the
+// running block's memory operands (no memory hook: one would slow every
+// RAM access). When no single instruction can be named -- two stores to the
+// same register, or a block with an access it does not evaluate (PUSH) --
+// the interrupt is taken at the end of the block instead, and nothing runs
+// twice.
+TEST_F(VcpuTest, MmioStoreNotAttributableToOneInstructionDeliversAtTheBlockEnd) {
+  Boot(22);
+  host_.on_mmio = [this](uint64_t addr, unsigned, uint64_t value) {
+    if (addr == kMmio) {
+      irq_.pending = static_cast<int>(value);
+      vcpu_->Kick();
+    }
+  };
+  RunToEnd();
+  ASSERT_TRUE(host_.done) << vcpu_->stop_reason();
+  EXPECT_EQ(irq_.acks, (std::vector<int>{0x40, 0x40}));
+  EXPECT_EQ(Res(0x48), 0u) << "two candidate stores: not taken inside the block";
+  EXPECT_EQ(Res(0x50), 1u) << "taken at the block boundary";
+  EXPECT_EQ(Res(0x58), 1u) << "block with a PUSH: not taken inside it";
+  EXPECT_EQ(Res(0x60), 2u);
+  EXPECT_EQ(Res(0x68), 2u) << "each INC ran once";
+}
+
 // SDM 6.12.1.3: a trap gate does not clear IF.
 TEST_F(VcpuTest, TrapGateKeepsInterruptsEnabled) {
   Boot(3);

@@ -94,6 +94,55 @@ TEST(X86DecodeTest, UndecodableRestFallsBackToTheByteScan) {
             (std::vector<CodeSite>{{0x2003, 1, K::kPortIo}, {0x2004, 2, K::kWrmsr}}));
 }
 
+// Explicit memory operands, evaluated by the vCPU to find which instruction
+// made an MMIO access: direction, size, base/index/scale/disp, RIP-relative.
+TEST(X86DecodeTest, MemoryOperandsOfABlock) {
+  const uint8_t code[] = {0xC7, 0x03, 0x01, 0x00, 0x00, 0x00,        // mov dword [rbx], 1   +0
+                          0x48, 0x8B, 0x05, 0x10, 0x00, 0x00, 0x00,  // mov rax, [rip+0x10] +6
+                          0x01, 0x44, 0x8B, 0x08,                    // add [rbx+rcx*4+8], eax +13
+                          0x48, 0x8D, 0x04, 0x03,                    // lea rax, [rbx+rax]  +17
+                          0x67, 0x8B, 0x06};                         // mov eax, [esi]      +21
+  BlockMemoryOperands ops = X86Decoder(64).MemoryOperands(code, sizeof(code), 0x1000);
+  EXPECT_TRUE(ops.complete);
+  ASSERT_EQ(ops.insns.size(), 4u) << "lea makes no access";
+  const MemoryOperandInsn& st = ops.insns[0];
+  EXPECT_EQ(st.address, 0x1000u);
+  EXPECT_EQ(st.length, 6);
+  EXPECT_EQ(st.size, 4);
+  EXPECT_TRUE(st.writes);
+  EXPECT_FALSE(st.reads);
+  EXPECT_EQ(st.base, 3) << "rbx";
+  EXPECT_EQ(st.index, -1);
+  const MemoryOperandInsn& rel = ops.insns[1];
+  EXPECT_TRUE(rel.rip_relative);
+  EXPECT_EQ(rel.disp, 0x10);
+  EXPECT_EQ(rel.size, 8);
+  EXPECT_TRUE(rel.reads);
+  EXPECT_FALSE(rel.writes);
+  const MemoryOperandInsn& rmw = ops.insns[2];
+  EXPECT_TRUE(rmw.reads && rmw.writes);
+  EXPECT_EQ(rmw.base, 3);
+  EXPECT_EQ(rmw.index, 1) << "rcx";
+  EXPECT_EQ(rmw.scale, 4);
+  EXPECT_EQ(rmw.disp, 8);
+  EXPECT_EQ(ops.insns[3].address_bits, 32) << "0x67: 32-bit addressing";
+  EXPECT_EQ(ops.insns[3].base, 6) << "esi";
+  EXPECT_EQ(ops.insns[0].address_bits, 64);
+}
+
+// Accesses the entries cannot describe make the block incomplete, so no
+// access in it is attributed: stack (push), string (movsd), FS/GS bases.
+TEST(X86DecodeTest, OpaqueMemoryAccessesMakeTheBlockIncomplete) {
+  const uint8_t push[] = {0x50, 0x89, 0x03};              // push rax; mov [rbx], eax
+  EXPECT_FALSE(X86Decoder(64).MemoryOperands(push, sizeof(push), 0).complete);
+  const uint8_t movs[] = {0xA5, 0x89, 0x03};              // movsd; mov [rbx], eax
+  EXPECT_FALSE(X86Decoder(64).MemoryOperands(movs, sizeof(movs), 0).complete);
+  const uint8_t fs[] = {0x64, 0x8B, 0x03};                // mov eax, fs:[rbx]
+  EXPECT_FALSE(X86Decoder(64).MemoryOperands(fs, sizeof(fs), 0).complete);
+  const uint8_t plain[] = {0x89, 0x03, 0x90};             // mov [rbx], eax; nop
+  EXPECT_TRUE(X86Decoder(64).MemoryOperands(plain, sizeof(plain), 0).complete);
+}
+
 TEST(X86DecodeTest, LengthOfOneInstruction) {
   X86Decoder d64(64), d32(32);
   const uint8_t load[] = {0x8B, 0x03, 0x89, 0xE5};               // mov eax, [rbx]

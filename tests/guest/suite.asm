@@ -186,6 +186,7 @@ scenarios:
   dq sc_if0, sc_hlt, sc_nmi, sc_exceptions, sc_msr, sc_cpuid, sc_rdtsc
   dq sc_loop, sc_irq_spin, sc_reg_loop, sc_out_loop, sc_pf_wp
   dq sc_mmio_load, sc_stack_remap, sc_x2apic_eoi, sc_many_msr_sites
+  dq sc_mmio_unattributed
 
 ; 0: boot state recorded; report EFER via host.
 sc_boot:
@@ -750,4 +751,43 @@ sc_many_msr_sites:
   inc qword [RES+0x30]
   dec r8d
   jnz .round
+  jmp done
+
+; 22: MMIO stores the vCPU cannot attribute to one instruction (it finds the
+; accessing instruction by evaluating the block's memory operands): two
+; stores to the same device register in one block, then a store in a block
+; with a PUSH (an access it does not evaluate). Each raises vector 0x40;
+; the interrupt is then taken at the block's end, and every instruction runs
+; exactly once (R12 counts them).
+sc_mmio_unattributed:
+  mov edi, 0x40
+  mov rsi, record_isr
+  mov edx, 0x8E00
+  call set_gate
+  mov rbx, MMIO
+  xor r12, r12
+  sti
+  jmp .b1
+.b1:
+  mov dword [rbx], 0x40
+  mov dword [rbx], 0x40
+  inc r12
+  mov rax, [COUNT]
+  mov [RES+0x48], rax          ; inside the block: not yet taken
+  jmp .b2
+.b2:
+  mov rax, [COUNT]
+  mov [RES+0x50], rax          ; taken at the block boundary
+  push rax
+  mov dword [rbx], 0x40
+  inc r12
+  mov rax, [COUNT]
+  mov [RES+0x58], rax
+  pop rax
+  jmp .b3
+.b3:
+  mov rax, [COUNT]
+  mov [RES+0x60], rax
+  mov [RES+0x68], r12
+  cli
   jmp done
