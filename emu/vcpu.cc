@@ -1485,21 +1485,9 @@ class Vcpu::Impl {
     const std::optional<MemoryOperandInsn> found = FindAccess(pa, size, write);
     if (!found) return;  // taken at the next block boundary
     const uint64_t x = found->address;
-    if (write) {
-      const Paging& pg = ReadPaging();
-      uint8_t code[16] = {};
-      size_t n = ReadCode(pg, x, code, 16);
-      // Most stores decode to the same length in 64-bit and legacy code;
-      // only REX, 0x67 and moffs forms need CS.L (a GDT read).
-      int len = MovStoreLength(code, static_cast<int>(n), false);
-      if ((pg.efer & (1 << 10)) &&
-          len != MovStoreLength(code, static_cast<int>(n), true)) {
-        len = MovStoreLength(code, static_cast<int>(n), Code64(pg));
-      }
-      if (len > 0 && len == found->length) {
-        SetReg(UC_X86_REG_RIP, x + len);  // TB exits right after the store
-        return;
-      }
+    if (write && found->mov_store) {
+      SetReg(UC_X86_REG_RIP, x + found->length);  // TB exits right after the store
+      return;
     }
     if (mmio_learned_.insert(x).second) {
       // A hook on the next instruction (precise from the next execution on).
@@ -1520,7 +1508,8 @@ class Vcpu::Impl {
   std::optional<MemoryOperandInsn> FindAccess(uint64_t pa, unsigned size, bool write) {
     if (block_size_ == 0) return std::nullopt;
     const Paging& pg = ReadPaging();
-    std::vector<uint8_t> code(block_size_);
+    std::vector<uint8_t>& code = code_scratch_;  // no allocation per access
+    code.resize(block_size_);
     const size_t n = ReadCode(pg, block_start_, code.data(), block_size_);
     if (n != block_size_) return std::nullopt;
     BlockOperands& ops = block_operands_[BlockKey{block_start_, block_size_}];
@@ -1566,30 +1555,29 @@ class Vcpu::Impl {
     }
     return match;
   }
+  // CS's GDT descriptor (protected mode); false if it cannot be read.
+  bool ReadCodeDescriptor(const Paging& pg, uint8_t d[8]) {
+    const uint16_t cs = static_cast<uint16_t>(Reg(UC_X86_REG_CS));
+    return !AccessLinear(pg, Control().gdtr.base + (cs & ~7u), d, 8, false, false);
+  }
   // The current code segment's default operand size: 16 (real mode or
   // CS.D=0), 32, or 64 (IA-32e mode and CS.L=1). An unreadable descriptor
   // counts as the mode's usual one (64 in IA-32e mode, else 32).
   int CodeBits(const Paging& pg) {
     if (!(pg.cr0 & 1)) return 16;
     const bool lma = pg.efer & (1 << 10);
-    const uc_x86_mmr& gdtr = Control().gdtr;
-    uint16_t cs = static_cast<uint16_t>(Reg(UC_X86_REG_CS));
     uint8_t d[8] = {};
-    if (AccessLinear(pg, gdtr.base + (cs & ~7u), d, 8, false, false)) {
-      return lma ? 64 : 32;
-    }
+    if (!ReadCodeDescriptor(pg, d)) return lma ? 64 : 32;
     if (lma && (d[6] & 0x20)) return 64;
     return (d[6] & 0x40) ? 32 : 16;
   }
-  bool Code64(const Paging& pg) { return CodeBits(pg) == 64; }
   // CS's base: selector << 4 in real mode, 0 in 64-bit mode, else the GDT
   // descriptor's (0 if unreadable).
   uint64_t CodeSegmentBase(const Paging& pg) {
-    const uint16_t cs = static_cast<uint16_t>(Reg(UC_X86_REG_CS));
-    if (!(pg.cr0 & 1)) return static_cast<uint64_t>(cs) << 4;
-    if (CodeBits(pg) == 64) return 0;
+    if (!(pg.cr0 & 1)) return uint64_t{static_cast<uint16_t>(Reg(UC_X86_REG_CS))} << 4;
     uint8_t d[8] = {};
-    if (AccessLinear(pg, Control().gdtr.base + (cs & ~7u), d, 8, false, false)) return 0;
+    if (!ReadCodeDescriptor(pg, d)) return 0;
+    if ((pg.efer & (1 << 10)) && (d[6] & 0x20)) return 0;  // 64-bit code
     return d[2] | (d[3] << 8) | (d[4] << 16) | (static_cast<uint64_t>(d[7]) << 24);
   }
   X86Decoder& Decoder(const Paging& pg) {
@@ -1684,6 +1672,7 @@ class Vcpu::Impl {
     BlockMemoryOperands operands;
   };
   absl::flat_hash_map<BlockKey, BlockOperands> block_operands_;
+  std::vector<uint8_t> code_scratch_;
   absl::flat_hash_map<uint64_t, Special> special_;
   std::vector<std::pair<uint64_t, uint64_t>> pending_flush_;
 

@@ -24,6 +24,14 @@ bool IsMovToCr(const uint8_t* b, size_t n, bool rex) {
   return i + 1 < n && b[i] == 0x0F && b[i + 1] == 0x22;
 }
 
+// MOV r/m, r and MOV r/m, imm (88/89/C6/C7) or MOV moffs, AL/eAX (A2/A3).
+bool IsMovStoreOpcode(const uint8_t* b, size_t n, bool rex) {
+  const size_t i = SkipPrefixes(b, n, rex);
+  if (i >= n) return false;
+  const uint8_t op = b[i];
+  return op == 0x88 || op == 0x89 || op == 0xC6 || op == 0xC7 || op == 0xA2 || op == 0xA3;
+}
+
 // MOVS/CMPS/STOS/LODS/SCAS/INS/OUTS (one-byte opcodes A4-A7, AA-AF, 6C-6F).
 bool IsStringOp(const uint8_t* b, size_t n, bool rex) {
   const size_t i = SkipPrefixes(b, n, rex);
@@ -162,12 +170,9 @@ BlockMemoryOperands X86Decoder::MemoryOperands(const uint8_t* code, size_t n,
   uint64_t at = address;
   while (left > 0 && cs_disasm_iter(detail_handle_, &p, &left, &at, insn)) {
     const cs_x86& x = insn->detail->x86;
-    bool has_mem = false;
-    for (uint8_t i = 0; i < x.op_count; ++i) has_mem |= x.operands[i].type == X86_OP_MEM;
-    if (!has_mem && !HasOpaqueMemoryAccess(*insn)) continue;
-    if (HasOpaqueMemoryAccess(*insn) || IsStringOp(insn->bytes, insn->size, bits_ == 64) ||
-        insn->id == X86_INS_LEA || insn->id == X86_INS_NOP) {
-      if (insn->id == X86_INS_LEA || insn->id == X86_INS_NOP) continue;  // no access
+    const bool rex = bits_ == 64;
+    if (insn->id == X86_INS_LEA || insn->id == X86_INS_NOP) continue;  // no access
+    if (HasOpaqueMemoryAccess(*insn) || IsStringOp(insn->bytes, insn->size, rex)) {
       out.complete = false;
       continue;
     }
@@ -180,6 +185,7 @@ BlockMemoryOperands X86Decoder::MemoryOperands(const uint8_t* code, size_t n,
       m.size = op.size;
       m.reads = op.access & CS_AC_READ;
       m.writes = op.access & CS_AC_WRITE;
+      m.mov_store = m.writes && !m.reads && IsMovStoreOpcode(insn->bytes, insn->size, rex);
       m.scale = static_cast<uint8_t>(op.mem.scale);
       m.disp = op.mem.disp;
       m.base = m.index = -1;

@@ -51,6 +51,8 @@ struct MemoryOperandInsn {
   uint8_t address_bits;  // 64 or 32
   bool rip_relative;
   int64_t disp;
+  // A plain MOV store (88/89/C6/C7/A2/A3): the store is its only effect.
+  bool mov_store;
 };
 struct BlockMemoryOperands {
   std::vector<MemoryOperandInsn> insns;

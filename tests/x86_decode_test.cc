@@ -113,6 +113,7 @@ TEST(X86DecodeTest, MemoryOperandsOfABlock) {
   EXPECT_FALSE(st.reads);
   EXPECT_EQ(st.base, 3) << "rbx";
   EXPECT_EQ(st.index, -1);
+  EXPECT_TRUE(st.mov_store) << "C7 /0: the store is its only effect";
   const MemoryOperandInsn& rel = ops.insns[1];
   EXPECT_TRUE(rel.rip_relative);
   EXPECT_EQ(rel.disp, 0x10);
@@ -125,6 +126,8 @@ TEST(X86DecodeTest, MemoryOperandsOfABlock) {
   EXPECT_EQ(rmw.index, 1) << "rcx";
   EXPECT_EQ(rmw.scale, 4);
   EXPECT_EQ(rmw.disp, 8);
+  EXPECT_FALSE(rmw.mov_store) << "ADD also writes the flags";
+  EXPECT_FALSE(rel.mov_store);
   EXPECT_EQ(ops.insns[3].address_bits, 32) << "0x67: 32-bit addressing";
   EXPECT_EQ(ops.insns[3].base, 6) << "esi";
   EXPECT_EQ(ops.insns[0].address_bits, 64);
