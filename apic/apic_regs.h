@@ -17,7 +17,7 @@
 
 #include <cstdint>
 
-#include "emu/msi.h"
+#include "emu/core/msi.h"
 
 namespace irqlab::apic {
 

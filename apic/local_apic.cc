@@ -353,8 +353,10 @@ void LocalApic::RecordError(uint32_t esr_bits, std::string_view why,
   // error vector) is recorded but does not fire the error LVT again.
   if ((lvt & apic::kLvtMasked) || in_error_lvt_) return;
   in_error_lvt_ = true;
-  AcceptFrom(lvt & apic::kLvtVector, false, DeliveryMode::kFixed, 0,
-             "LVT error");
+  // Local interrupts are not messages: the interrupt accounting does not
+  // count them, and an illegal vector is reported through the ESR.
+  static_cast<void>(AcceptFrom(lvt & apic::kLvtVector, false,
+                               DeliveryMode::kFixed, 0, "LVT error"));
   in_error_lvt_ = false;
 }
 
@@ -671,8 +673,9 @@ void LocalApic::SendIcr(const apic::IcrValue& icr, bool self_ipi_register) {
     return;
   }
   if (self) {
-    // Self IPIs never leave the APIC.
-    AcceptFrom(icr.vector(), icr.trigger_level(), mode, 0, "self IPI");
+    // Self IPIs never leave the APIC (and are not counted as messages).
+    static_cast<void>(
+        AcceptFrom(icr.vector(), icr.trigger_level(), mode, 0, "self IPI"));
     return;
   }
   if (ipi_sink_ == nullptr) {
@@ -817,7 +820,9 @@ void LocalApic::OnTimer() {
     return;
   }
   Trace(trace::APIC_TIMER, "expired", lvt & apic::kLvtVector);
-  AcceptFrom(lvt & apic::kLvtVector, false, DeliveryMode::kFixed, 0, "LVT timer");
+  // A local interrupt, not a message: not counted by the accounting.
+  static_cast<void>(AcceptFrom(lvt & apic::kLvtVector, false,
+                               DeliveryMode::kFixed, 0, "LVT timer"));
 }
 
 // ---------------------------------------------------------------------------
@@ -855,8 +860,9 @@ void LocalApic::SetLint(int n, bool level) {
       if ((lvt & apic::kLvtTriggerLevel) && n == 0) {
         EvaluateLint(n);
       } else if (rising) {
-        AcceptFrom(lvt & apic::kLvtVector, false, DeliveryMode::kFixed, 0,
-                   LvtName(which));
+        // A local interrupt, not a message: not counted by the accounting.
+        static_cast<void>(AcceptFrom(lvt & apic::kLvtVector, false,
+                                     DeliveryMode::kFixed, 0, LvtName(which)));
       }
       return;
     case DeliveryMode::kNmi:  // always edge (11.5.1)
@@ -867,7 +873,10 @@ void LocalApic::SetLint(int n, bool level) {
       }
       return;
     case DeliveryMode::kInit:
-      if (rising) AcceptFrom(0, false, DeliveryMode::kInit, 0, LvtName(which));
+      if (rising) {
+        static_cast<void>(
+            AcceptFrom(0, false, DeliveryMode::kInit, 0, LvtName(which)));
+      }
       return;
     case DeliveryMode::kExtInt:
       if (rising) {

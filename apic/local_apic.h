@@ -24,7 +24,7 @@
 //   - Timer input clock: 1 virtual tick (1 ns at the model's 1 GHz) per
 //     timer clock before the divider; TDCR divides it by 1..128. TMCCT is
 //     computed from the clock on every read, never decremented by polling.
-//   - The TSC counts virtual ticks (emu/vcpu.h), so IA32_TSC_DEADLINE is
+//   - The TSC counts virtual ticks (emu/cpu/vcpu.h), so IA32_TSC_DEADLINE is
 //     compared against Clock::Now().
 //   - Max LVT entry (version[23:16]) is 5 (timer, thermal, PMC, LINT0,
 //     LINT1, error) unless LocalApicConfig::cmci adds LVT CMCI (then 6).
@@ -61,13 +61,13 @@
 
 #include "absl/status/status.h"
 #include "apic/apic_regs.h"
-#include "emu/clock.h"
-#include "emu/event_queue.h"
-#include "emu/io.h"
-#include "emu/msi.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
-#include "emu/vcpu.h"
+#include "emu/core/clock.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/interrupt_source.h"
+#include "emu/core/io.h"
+#include "emu/core/msi.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 
 namespace irqlab {
 
@@ -226,7 +226,7 @@ class LocalApic : public InterruptSource, public IoHandler {
   std::optional<uint64_t> timer_deadline() const;
   uint32_t version() const;
 
-  // IRR bookkeeping for the interrupt accounting (emu/irq_ledger.h): every
+  // IRR bookkeeping for the interrupt accounting (emu/core/irq_ledger.h): every
   // IRR bit that was set leaves only through an INTA (Acknowledge) or a
   // reset, so at any time
   //   irr_set == acknowledged + irr_cleared_by_reset + popcount(IRR).

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "bench/x2apic_platform.h"
-#include "emu/msi.h"
+#include "emu/core/msi.h"
 
 namespace irqlab {
 namespace {

@@ -40,7 +40,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "emu/machine.h"
+#include "emu/machine/machine.h"
 #include "firmware-stubs/builtin_kernels.h"
 
 namespace irqlab {

@@ -34,10 +34,10 @@
 #include <string>
 
 #include "bench/x2apic_platform.h"
-#include "emu/address_space.h"
-#include "emu/guest_ram.h"
-#include "emu/irq_line.h"
-#include "emu/msi.h"
+#include "emu/core/address_space.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/irq_line.h"
+#include "emu/core/msi.h"
 #include "iommu/vtd_regs.h"
 #include "iommu/vtd_unit.h"
 #include "pci/pci_function.h"

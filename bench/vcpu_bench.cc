@@ -12,9 +12,9 @@
 #include <optional>
 
 #include "benchmark/benchmark.h"
-#include "emu/guest_ram.h"
-#include "emu/trace.h"
-#include "emu/vcpu.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/trace.h"
+#include "emu/cpu/vcpu.h"
 #include "tests/guest/snippets.h"
 
 namespace irqlab {
@@ -185,7 +185,7 @@ void BM_BareUnicornInjection(benchmark::State& state) {
 BENCHMARK(BM_BareUnicornInjection)->Unit(benchmark::kMillisecond);
 
 // What a UC_HOOK_MEM_READ|WRITE costs every guest RAM access, even one its
-// range never matches (emu/vcpu.cc installs one on the MMIO window so that
+// range never matches (emu/cpu/vcpu.cc installs one on the MMIO window so that
 // Unicorn syncs RIP before memory accesses): bare Unicorn, the loop
 //   .l: mov rax, [rbx]; mov [rbx+8], rax; dec rcx; jnz .l
 // over RAM, 10^6 iterations per benchmark iteration, with memhook:1 a no-op

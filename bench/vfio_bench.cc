@@ -1,5 +1,5 @@
 // Device-assignment interrupt paths (pci/assigned_device.h, pci/vfio.h,
-// emu/host_platform.h), without a vCPU, tracing off. ns per interrupt.
+// emu/machine/host_platform.h), without a vCPU, tracing off. ns per interrupt.
 //
 // Guest side: N local APICs in x2APIC mode (ids 0..N-1, target N/2) on the
 // guest ApicBus, optionally a guest VT-d (vIOMMU) with interrupt remapping
@@ -57,9 +57,9 @@
 
 #include "bench/x2apic_platform.h"
 #include "devices/irqlab_testdev.h"
-#include "emu/guest_ram.h"
-#include "emu/host_platform.h"
-#include "emu/msi.h"
+#include "emu/core/guest_ram.h"
+#include "emu/machine/host_platform.h"
+#include "emu/core/msi.h"
 #include "iommu/vtd_regs.h"
 #include "iommu/vtd_unit.h"
 #include "pci/assigned_device.h"

@@ -48,9 +48,9 @@
 #include <vector>
 
 #include "bench/x2apic_platform.h"
-#include "emu/guest_ram.h"
-#include "emu/msi.h"
-#include "emu/trace.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/msi.h"
+#include "emu/core/trace.h"
 #include "iommu/dma_remap.h"
 #include "iommu/vtd_regs.h"
 #include "iommu/vtd_unit.h"

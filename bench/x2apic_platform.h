@@ -10,8 +10,8 @@
 #include "apic/apic_bus.h"
 #include "apic/apic_regs.h"
 #include "apic/local_apic.h"
-#include "emu/event_queue.h"
-#include "emu/trace.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/trace.h"
 
 namespace irqlab {
 

@@ -144,7 +144,9 @@ void Edu::RaiseIrq(uint32_t bits) {
   irq_status_ |= bits;
   if (irq_status_ == 0) return;
   if (msi_enabled()) {
-    SignalMsi(0);
+    // A masked or blocked MSI is the capability's business (pending bit,
+    // PCI_BLOCKED trace); the device model has nothing to do about it.
+    static_cast<void>(SignalMsi(0));
   } else {
     SetIntxLevel(true);
   }

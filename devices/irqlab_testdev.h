@@ -41,7 +41,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "emu/io.h"
+#include "emu/core/io.h"
 #include "pci/pci_function.h"
 
 namespace irqlab {

@@ -21,10 +21,10 @@
 #include <string>
 #include <vector>
 
-#include "emu/clock.h"
-#include "emu/io.h"
-#include "emu/irq_line.h"
-#include "emu/trace.h"
+#include "emu/core/clock.h"
+#include "emu/core/io.h"
+#include "emu/core/irq_line.h"
+#include "emu/core/trace.h"
 
 namespace irqlab {
 

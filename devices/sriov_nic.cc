@@ -127,10 +127,11 @@ void SriovNic::RaiseCauses(uint32_t causes) {
   eicr_ |= causes;
   for (unsigned i = 0; i < kMsixVectors; ++i) {
     if (!(causes & (1u << i))) continue;
+    // Masked (pending) or blocked messages are the capability's business.
     if (msix_enabled()) {
-      SignalMsix(i);
+      static_cast<void>(SignalMsix(i));
     } else if (msi_enabled()) {
-      SignalMsi(0);
+      static_cast<void>(SignalMsi(0));
     }
   }
   if (!msix_enabled() && !msi_enabled()) SetIntxLevel(eicr_ != 0);

@@ -53,8 +53,8 @@
 
 #include <cstdint>
 
-#include "emu/event_queue.h"
-#include "emu/io.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/io.h"
 #include "pci/pci_function.h"
 
 namespace irqlab {

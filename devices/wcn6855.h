@@ -21,7 +21,7 @@
 //     Options::doorbell_latency ticks later (EventPriority::
 //     kDeviceCompletion). A doorbell while the previous command is still
 //     latched overwrites it (counted, traced DEVICE).
-//   * A firmware run executes the FirmwareCpu (emu/fw_cpu.h) until WFI, in
+//   * A firmware run executes the FirmwareCpu (emu/cpu/fw_cpu.h) until WFI, in
 //     zero virtual time: the firmware's instructions do not advance the
 //     clock, only the doorbell latency and its WCN_OB_SLEEP timer do. A run
 //     that does not reach WFI within Options::run_budget instructions stops
@@ -73,9 +73,9 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "devices/wcn6855_regs.h"
-#include "emu/event_queue.h"
-#include "emu/fw_cpu.h"
-#include "emu/io.h"
+#include "emu/core/event_queue.h"
+#include "emu/cpu/fw_cpu.h"
+#include "emu/core/io.h"
 #include "pci/pci_function.h"
 
 namespace irqlab {

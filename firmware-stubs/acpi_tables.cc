@@ -6,7 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
-#include "emu/status_macros.h"
+#include "emu/core/status_macros.h"
 
 namespace irqlab {
 namespace {

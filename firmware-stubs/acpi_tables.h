@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "emu/guest_ram.h"
+#include "emu/core/guest_ram.h"
 
 namespace irqlab {
 

@@ -31,7 +31,7 @@
 //     (SDM 11.11); remappable RTEs become remappable-format messages with
 //     SHV = 0 (VT-d 5.1.5.1).
 //
-// The route cache (MISSION story 003). A userspace I/O APIC under a split
+// The route cache (seed 003, ARCHITECTURE.md). A userspace I/O APIC under a split
 // irqchip does not send its messages itself: each pin (GSI) has an MSI route
 // in the hypervisor's routing table and the I/O APIC triggers "GSI n", which
 // the hypervisor delivers with whatever message the route holds. We model
@@ -88,18 +88,19 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "emu/clock.h"
-#include "emu/io.h"
-#include "emu/irq_line.h"
-#include "emu/msi.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
+#include "emu/core/check.h"
+#include "emu/core/clock.h"
+#include "emu/core/io.h"
+#include "emu/core/irq_line.h"
+#include "emu/core/msi.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 #include "ioapic/ioapic_regs.h"
 
 namespace irqlab {
 
 // Order of "refresh the cached MSI routes" and "service the pin" on an RTE
-// write (see the file comment and MISSION story 003).
+// write (see the file comment and seed 003).
 enum class RouteUpdateOrder {
   kStaleBeforeService,   // pre-fix QEMU: misdelivers to the old route
   kUpdateBeforeService,  // fixed
@@ -201,11 +202,20 @@ class IoApic : public IoHandler, public IrqLineTarget {
   // REQUIRES for all `pin` arguments: 0 <= pin < ioapic::kNumPins.
   // The RTE as the guest reads it (including computed RO bits 12 and 14).
   uint64_t ReadRte(int pin) const;
-  bool remote_irr(int pin) const { return pins_[pin].remote_irr; }
-  bool input_level(int pin) const { return pins_[pin].input_high; }
+  bool remote_irr(int pin) const {
+    IRQLAB_DCHECK(pin >= 0 && pin < ioapic::kNumPins);
+    return pins_[pin].remote_irr;
+  }
+  bool input_level(int pin) const {
+    IRQLAB_DCHECK(pin >= 0 && pin < ioapic::kNumPins);
+    return pins_[pin].input_high;
+  }
   // Level XOR active-low polarity.
   bool asserted(int pin) const;
-  const IoApicRoute& route(int pin) const { return route_cache_[pin]; }
+  const IoApicRoute& route(int pin) const {
+    IRQLAB_DCHECK(pin >= 0 && pin < ioapic::kNumPins);
+    return route_cache_[pin];
+  }
   // The message the pin's RTE describes right now (what a fresh route
   // would hold).
   MsiMessage RteMessage(int pin) const;
@@ -222,7 +232,7 @@ class IoApic : public IoHandler, public IrqLineTarget {
   // comment). Public so the machine can model other refresh points.
   void RefreshRoutes();
 
-  // Fault injection (emu/fault_injection.h, stale_route_order): the next
+  // Fault injection (emu/run/fault_injection.h, stale_route_order): the next
   // `count` RTE writes (IOWIN writes while IOREGSEL selects an RTE dword)
   // use RouteUpdateOrder::kStaleBeforeService -- service the pin, refresh
   // the routes at the end of that MMIO write -- whatever the configured

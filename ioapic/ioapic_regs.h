@@ -18,7 +18,7 @@
 
 #include <cstdint>
 
-#include "emu/msi.h"
+#include "emu/core/msi.h"
 
 namespace irqlab::ioapic {
 

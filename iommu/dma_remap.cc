@@ -6,8 +6,8 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
-#include "emu/msi.h"
-#include "emu/status_macros.h"
+#include "emu/core/msi.h"
+#include "emu/core/status_macros.h"
 #include "iommu/vtd_regs.h"
 
 namespace irqlab {
@@ -44,17 +44,6 @@ constexpr uint64_t kSlAddrField = 0x000FFFFFFFFFF000ull;  // bits 51:12
 
 
 int LevelShift(int level) { return 12 + 9 * (level - 1); }
-
-// True iff [address, address+len) touches the interrupt address range
-// 0xFEE00000-0xFEEFFFFF (same rule as RootComplex::TouchesMsiWindow, kept
-// here so irqlab_iommu needs only irqlab_core).
-bool TouchesInterruptRange(uint64_t address, uint64_t len) {
-  if (len == 0) return false;
-  const uint64_t last = address + len - 1;
-  if (last < address) return true;
-  return address <= MsiMessage::kWindowBase + MsiMessage::kWindowSize - 1 &&
-         last >= MsiMessage::kWindowBase;
-}
 
 }  // namespace
 
@@ -498,7 +487,7 @@ absl::Status RemappingDmaSink::TranslateRange(uint16_t rid, uint64_t address,
 
 absl::Status RemappingDmaSink::Write(uint16_t requester_id, uint64_t address,
                                      absl::Span<const uint8_t> data) {
-  if (!enabled_ || TouchesInterruptRange(address, data.size())) {
+  if (!enabled_ || TouchesMsiWindow(address, data.size())) {
     return next_->Write(requester_id, address, data);
   }
   RETURN_IF_ERROR(TranslateRange(requester_id, address, data.size(), true));
@@ -513,7 +502,7 @@ absl::Status RemappingDmaSink::Write(uint16_t requester_id, uint64_t address,
 
 absl::Status RemappingDmaSink::Read(uint16_t requester_id, uint64_t address,
                                     absl::Span<uint8_t> out) {
-  if (!enabled_ || TouchesInterruptRange(address, out.size())) {
+  if (!enabled_ || TouchesMsiWindow(address, out.size())) {
     return next_->Read(requester_id, address, out);
   }
   RETURN_IF_ERROR(TranslateRange(requester_id, address, out.size(), false));

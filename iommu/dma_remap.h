@@ -40,11 +40,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "emu/clock.h"
-#include "emu/guest_ram.h"
-#include "emu/trace.h"
+#include "emu/core/clock.h"
+#include "emu/core/dma_sink.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/trace.h"
 #include "iommu/vtd_unit.h"
-#include "pci/root_complex.h"
 
 namespace irqlab {
 namespace vtd {
@@ -119,7 +119,7 @@ enum class AddressType : uint8_t {
 };
 
 // Result of one translation.
-struct TranslateResult {
+struct [[nodiscard]] TranslateResult {
   bool ok = false;
   uint64_t hpa = 0;  // valid iff ok
   // Size of the mapping containing the address (4 KiB, 2 MiB, 1 GiB); for

@@ -12,7 +12,7 @@
 //   ch. 9   data structures (9.10 IRTE remapped format, 9.11 IRTE posted
 //           format, 9.12 posted-interrupt descriptor)
 //   ch. 11  registers (11.4.x)
-// Linux strings from drivers/iommu/intel/dmar.c (see shared/REFERENCE.md).
+// Linux strings from drivers/iommu/intel/dmar.c.
 //
 // Not modelled here: scalable-mode structures (PASID tables, 256-bit
 // PASID-based descriptors), advanced fault logging, protected memory

@@ -584,7 +584,7 @@ void VtdUnit::InvalidateIotlb(const IotlbInvalidation& inv) {
 // Interrupt remapping.
 // ---------------------------------------------------------------------------
 
-VtdUnit::RemapResult VtdUnit::Remap(const MsiMessage& message) {
+RemapResult VtdUnit::Remap(const MsiMessage& message) {
   RemapResult result;
   if (!(gsts_ & Gsts::kIres) || !message.InMsiWindow()) {
     // 5.1.4: with IRES=0 interrupts are processed as if no remapping
@@ -885,7 +885,9 @@ void VtdUnit::Post(const MsiMessage& message, const CachedIrte& entry,
     ++stats_.notifications;
     const MsiMessage out =
         CompatMessage(dest, nv, 0, false, false, false, message.requester_id);
-    SendDownstream(out, dest, eime);
+    // The notification is the unit's own message, not the posted request:
+    // the request's outcome is kPosted whatever becomes of it (traced).
+    static_cast<void>(SendDownstream(out, dest, eime));
   }
 }
 
@@ -995,7 +997,8 @@ void VtdUnit::SendFaultEvent() {
         absl::StrFormat("fault event interrupt sent (FSTS %#x)", fsts()),
         m.Vector(), m.address, m.data, config_.requester_id);
   // Not remapped: the unit's own interrupts go straight to the APIC bus.
-  SendDownstream(m, dest, upper != 0);
+  // Not a device interrupt: the accounting does not count it (traced).
+  static_cast<void>(SendDownstream(m, dest, upper != 0));
 }
 
 void VtdUnit::SendInvalidationEvent() {
@@ -1005,7 +1008,7 @@ void VtdUnit::SendInvalidationEvent() {
   const MsiMessage m(ieaddr_, iedata_, config_.requester_id);
   Trace(trace::FAULT_EVENT, "invalidation event interrupt sent", m.Vector(),
         m.address, m.data, config_.requester_id);
-  SendDownstream(m, dest, upper != 0);
+  static_cast<void>(SendDownstream(m, dest, upper != 0));  // as above
 }
 
 void VtdUnit::RaiseIqe(vtd::Iqei why, uint64_t descriptor_address,

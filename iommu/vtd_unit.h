@@ -5,7 +5,7 @@
 // Spec: Intel Virtualization Technology for Directed I/O, rev. 4.x/5.x
 // ([VT-d]); register layouts and data structures in vtd_regs.h.
 //
-// Place in the machine (DESIGN.md): a decorator on the MSI delivery chain.
+// Place in the machine (ARCHITECTURE.md, "The walk of one MSI"): a decorator on the MSI delivery chain.
 //
 //   device / IOAPIC --Signal()--> VtdUnit --Signal()/SignalX2Apic()--> ApicBus
 //                                   | fault: FRCD + FSTS + fault-event MSI
@@ -86,7 +86,7 @@
 // as Linux's qi_check_fault() expects — and no descriptor is fetched until
 // software clears ITE. ICE and ITE are fault-event conditions like IQE.
 //
-// Fault injection on the queue (the vIOMMU misbehaving; emu/fault_injection.h):
+// Fault injection on the queue (the vIOMMU misbehaving; emu/run/fault_injection.h):
 //   * DropInvalidations(type, n): the next n descriptors of `type`
 //     (context-cache, IOTLB, IEC, device-TLB or any of them; waits never)
 //     are decoded and checked as usual, then complete without invalidating
@@ -158,13 +158,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "emu/clock.h"
-#include "emu/event_queue.h"
-#include "emu/guest_ram.h"
-#include "emu/io.h"
-#include "emu/msi.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
+#include "emu/core/clock.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/interrupt_remapper.h"
+#include "emu/core/io.h"
+#include "emu/core/msi.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 #include "iommu/vtd_regs.h"
 
 namespace irqlab {
@@ -268,7 +269,7 @@ struct VtdStats {
   uint64_t invalidation_events = 0;
 };
 
-class VtdUnit : public IoHandler, public MsiSink {
+class VtdUnit final : public IoHandler, public MsiSink, public InterruptRemapper {
  public:
   // `downstream` (the APIC bus) and `ram` must be non-null; `tracer` may be
   // null. None owned; all must outlive the unit. Returns InvalidArgument
@@ -290,28 +291,14 @@ class VtdUnit : public IoHandler, public MsiSink {
   // kFaulted / kPosted, or the downstream sink's outcome.
   MsiOutcome Signal(const MsiMessage& message) override;
 
-  // The result of interrupt remapping for one request.
-  struct RemapResult {
-    enum Kind {
-      kPassThrough,  // `message` goes on unchanged (IRES=0, CFIS=1 compat)
-      kRemapped,     // `message` (+ `destination`, `wide`) is the translation
-      kPosted,       // posted into a descriptor (delivery done)
-      kFaulted,      // blocked; the fault was raised (recorded or not)
-    };
-    Kind kind = kFaulted;
-    MsiMessage message{0, 0, 0};
-    uint32_t destination = 0;  // full destination id (kRemapped)
-    bool wide = false;         // x2APIC destination: use SignalX2Apic
-    uint32_t index = 0;        // interrupt index (remappable requests)
-  };
-  // Interrupt remapping without the delivery, for a hypervisor that caches
+  // InterruptRemapper (emu/core/interrupt_remapper.h). Interrupt remapping without the delivery, for a hypervisor that caches
   // translated routes (seed 003): faults are raised, recorded and traced
   // and posting is performed exactly as by Signal(), but a pass-through or
   // remapped message is returned instead of being sent downstream.
   // DeliverRemapped(result) then sends it (Signal = Remap + DeliverRemapped).
-  RemapResult Remap(const MsiMessage& message);
+  RemapResult Remap(const MsiMessage& message) override;
   // kFaulted / kPosted for those results, else the downstream's outcome.
-  MsiOutcome DeliverRemapped(const RemapResult& result);
+  MsiOutcome DeliverRemapped(const RemapResult& result) override;
 
   // Guest-owned MSI (seed 000, fix (c); a proposal, NOT part of the VT-d
   // spec): compatibility-format requests from `requester_id` are not
@@ -369,9 +356,7 @@ class VtdUnit : public IoHandler, public MsiSink {
   // the invalidated range: all entries (`global`) or the 2^`mask` entries
   // whose index matches `index` above bit `mask` — so a hypervisor can drop
   // the routes it cached from those entries. May be empty.
-  using IecListener =
-      std::function<void(bool global, uint32_t index, uint8_t mask)>;
-  void set_iec_listener(IecListener listener) {
+  void set_iec_listener(IecListener listener) override {
     iec_listener_ = std::move(listener);
   }
   MsiOutcome SignalX2Apic(const MsiMessage& message, uint32_t destination) override {

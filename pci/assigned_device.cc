@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "emu/status_macros.h"
+#include "emu/core/status_macros.h"
 #include "pci/pci_regs.h"
 
 namespace irqlab {
@@ -15,7 +15,7 @@ namespace irqlab {
 // IrqRouteTable
 // ---------------------------------------------------------------------------
 
-IrqRouteTable::IrqRouteTable(MsiSink* apic_bus, VtdUnit* viommu, Tracer* tracer,
+IrqRouteTable::IrqRouteTable(MsiSink* apic_bus, InterruptRemapper* viommu, Tracer* tracer,
                              const Clock* clock)
     : apic_bus_(apic_bus), viommu_(viommu), tracer_(tracer), clock_(clock) {
   if (viommu_ != nullptr) {
@@ -103,7 +103,7 @@ MsiOutcome IrqRouteTable::Deliver(int gsi) {
   }
   if (r.cached) {
     ++stats_.fast;
-    const VtdUnit::RemapResult& t = r.translation;
+    const RemapResult& t = r.translation;
     if (tracing) {
       Trace(r, gsi, absl::StrFormat("fast path (cached guest IRTE 0x%x)", t.index),
             t.message.Vector(), t.message.address, t.message.data);
@@ -114,9 +114,9 @@ MsiOutcome IrqRouteTable::Deliver(int gsi) {
   // Slow path: translate now, through the guest's vIOMMU (faults happen
   // here, at delivery time), then re-install the fast path.
   ++stats_.slow;
-  const VtdUnit::RemapResult t = viommu_->Remap(r.message);
+  const RemapResult t = viommu_->Remap(r.message);
   switch (t.kind) {
-    case VtdUnit::RemapResult::kRemapped:
+    case RemapResult::kRemapped:
       r.translation = t;
       r.cached = true;
       r.cookie = by_cookie_.emplace(t.index, gsi);
@@ -127,14 +127,14 @@ MsiOutcome IrqRouteTable::Deliver(int gsi) {
               t.message.Vector(), t.message.address, t.message.data);
       }
       return viommu_->DeliverRemapped(t);
-    case VtdUnit::RemapResult::kPassThrough:
+    case RemapResult::kPassThrough:
       if (tracing) Trace(r, gsi, "slow path: passed through by the guest vIOMMU (not cached)",
             t.message.Vector(), t.message.address, t.message.data);
       return viommu_->DeliverRemapped(t);
-    case VtdUnit::RemapResult::kPosted:
+    case RemapResult::kPosted:
       if (tracing) Trace(r, gsi, "slow path: posted by the guest vIOMMU");
       return MsiOutcome::kPosted;
-    case VtdUnit::RemapResult::kFaulted:
+    case RemapResult::kFaulted:
       ++stats_.faulted;
       if (tracing) Trace(r, gsi, "slow path: blocked by the guest vIOMMU (fault raised)", -1,
             r.message.address, r.message.data);

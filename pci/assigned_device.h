@@ -58,11 +58,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "emu/msi.h"
-#include "emu/irq_ledger.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
-#include "iommu/vtd_unit.h"
+#include "emu/core/msi.h"
+#include "emu/core/interrupt_remapper.h"
+#include "emu/core/irq_ledger.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 #include "pci/pci_function.h"
 #include "pci/vfio.h"
 
@@ -81,7 +81,7 @@ class IrqRouteTable {
  public:
   // `apic_bus` is the guest's APIC bus; `viommu` the guest's VT-d or null.
   // Not owned. With a vIOMMU, installs its IEC listener.
-  IrqRouteTable(MsiSink* apic_bus, VtdUnit* viommu, Tracer* tracer,
+  IrqRouteTable(MsiSink* apic_bus, InterruptRemapper* viommu, Tracer* tracer,
                 const Clock* clock);
   IrqRouteTable(const IrqRouteTable&) = delete;
   IrqRouteTable& operator=(const IrqRouteTable&) = delete;
@@ -95,7 +95,7 @@ class IrqRouteTable {
   // record the outcome in the ledger (if set) as a kVmmRoute interrupt. A
   // gsi without a route loses the interrupt (kLost: a VMM defect).
   void Fire(int gsi);
-  // Interrupt accounting (emu/irq_ledger.h); not owned, may be null.
+  // Interrupt accounting (emu/core/irq_ledger.h); not owned, may be null.
   void set_ledger(IrqLedger* ledger) { ledger_ = ledger; }
   // Drops cached translations whose cookie (guest IRTE index) is in the
   // invalidated range; O(k) in the routes dropped.
@@ -115,7 +115,7 @@ class IrqRouteTable {
     MsiMessage message{0, 0, 0};
     std::string name;
     bool cached = false;
-    VtdUnit::RemapResult translation;  // valid when cached
+    RemapResult translation;  // valid when cached
     std::multimap<uint32_t, int>::iterator cookie;
   };
   MsiOutcome Deliver(int gsi);  // Fire() without the accounting
@@ -124,7 +124,7 @@ class IrqRouteTable {
              uint64_t address = 0, uint64_t data = 0);
 
   MsiSink* const apic_bus_;
-  VtdUnit* const viommu_;
+  InterruptRemapper* const viommu_;
   Tracer* const tracer_;
   const Clock* const clock_;
   std::map<int, Route> routes_;

@@ -30,6 +30,7 @@
 #include <array>
 #include <cstdint>
 
+#include "emu/core/check.h"
 #include "pci/pci_regs.h"
 
 namespace irqlab {
@@ -46,10 +47,16 @@ class ConfigSpace {
   void GuestWrite(uint32_t offset, unsigned size, uint32_t value);
 
   // Device-side accessors (ignore the masks). REQUIRES: in bounds.
-  uint8_t Get8(uint32_t offset) const { return bytes_[offset]; }
+  uint8_t Get8(uint32_t offset) const {
+    IRQLAB_DCHECK(offset < kSize);
+    return bytes_[offset];
+  }
   uint16_t Get16(uint32_t offset) const { return static_cast<uint16_t>(GetN(offset, 2)); }
   uint32_t Get32(uint32_t offset) const { return GetN(offset, 4); }
-  void Set8(uint32_t offset, uint8_t v) { bytes_[offset] = v; }
+  void Set8(uint32_t offset, uint8_t v) {
+    IRQLAB_DCHECK(offset < kSize);
+    bytes_[offset] = v;
+  }
   void Set16(uint32_t offset, uint16_t v) { SetN(offset, 2, v); }
   void Set32(uint32_t offset, uint32_t v) { SetN(offset, 4, v); }
 

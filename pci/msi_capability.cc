@@ -122,7 +122,10 @@ void MsiCapability::DeliverPending() {
     // 6.8.1.8: "the function must ... clear the pending bit as soon as the
     // message has been sent". The message uses the current address/data.
     SetPendingBits(pending_bits() & ~(1u << v));
-    function_->DeliverMessage(MessageFor(v), "MSI (pending, unmasked)");
+    // A blocked message is traced by DeliverMessage (PCI_BLOCKED); nothing
+    // more to do here (the pending bit is cleared either way, 6.8.1.8).
+    static_cast<void>(
+        function_->DeliverMessage(MessageFor(v), "MSI (pending, unmasked)"));
   }
 }
 

@@ -47,7 +47,7 @@
 
 #include <cstdint>
 
-#include "emu/msi.h"
+#include "emu/core/msi.h"
 #include "pci/pci_capability.h"
 #include "pci/pci_regs.h"
 

@@ -50,7 +50,7 @@
 #include <utility>
 #include <vector>
 
-#include "emu/msi.h"
+#include "emu/core/msi.h"
 #include "pci/pci_capability.h"
 #include "pci/pci_regs.h"
 

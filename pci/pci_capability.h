@@ -11,7 +11,7 @@ namespace irqlab {
 
 // What became of one interrupt request of a device model (SignalMsi /
 // SignalMsix).
-enum class SignalResult {
+enum class [[nodiscard]] SignalResult {
   kSent,           // the message was written upstream (DmaSink accepted it)
   kPending,        // masked: the pending bit was set (PCI 3.0 6.8.1.7/6.8.2.10)
   kBlocked,        // Bus Master Enable clear, or the upstream write failed:

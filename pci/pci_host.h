@@ -67,11 +67,11 @@
 #include <memory>
 
 #include "absl/status/status.h"
-#include "emu/address_space.h"
-#include "emu/clock.h"
-#include "emu/io.h"
-#include "emu/irq_line.h"
-#include "emu/trace.h"
+#include "emu/core/address_space.h"
+#include "emu/core/clock.h"
+#include "emu/core/io.h"
+#include "emu/core/irq_line.h"
+#include "emu/core/trace.h"
 #include "pci/pci_function.h"
 #include "pci/root_complex.h"
 

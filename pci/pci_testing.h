@@ -23,13 +23,13 @@
 #include <utility>
 #include <vector>
 
-#include "emu/address_space.h"
-#include "emu/event_queue.h"
-#include "emu/guest_ram.h"
-#include "emu/irq_line.h"
-#include "emu/msi.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
+#include "emu/core/address_space.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/irq_line.h"
+#include "emu/core/msi.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 #include "pci/pci_host.h"
 #include "pci/pci_regs.h"
 #include "pci/root_complex.h"

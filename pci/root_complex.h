@@ -1,8 +1,8 @@
-// DmaSink and RootComplex: where a PCI function's memory transactions go.
+// RootComplex: where a PCI function's memory transactions end.
 //
 // Every upstream memory transaction of a function — DMA and MSI/MSI-X alike,
 // since an MSI is a DWORD memory write (PCI 3.0, 6.8) — is a DmaSink call
-// tagged with the function's requester id (PCIe 2.2.6.2). The RootComplex is
+// (emu/core/dma_sink.h) tagged with the function's requester id (PCIe 2.2.6.2). The RootComplex is
 // the end of the chain: writes into the interrupt window 0xFEE00000-0xFEEFFFFF
 // become MsiSink::Signal() (SDM vol. 3, 11.11), everything else goes to guest
 // RAM. An IOMMU (VT-d DMA remapping) later decorates the chain by wrapping a
@@ -21,35 +21,13 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
-#include "emu/clock.h"
-#include "emu/guest_ram.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
+#include "emu/core/clock.h"
+#include "emu/core/dma_sink.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 
 namespace irqlab {
-
-// Upstream memory transactions of PCI functions (bus masters).
-class DmaSink {
- public:
-  virtual ~DmaSink() = default;
-
-  // Writes `data` at bus address `address` on behalf of `requester_id`.
-  // Returns OK when the write was accepted (for an MSI-window write: handed to
-  // the MsiSink, which may still fault it). On failure nothing was written
-  // and returns
-  //   NotFound          no target: master abort (the function sets Status
-  //                     bit 13, Received Master Abort);
-  //   InvalidArgument   an interrupt-window write that is not one DWORD;
-  //   PermissionDenied  (decorators) blocked by the IOMMU.
-  virtual absl::Status Write(uint16_t requester_id, uint64_t address,
-                             absl::Span<const uint8_t> data) = 0;
-
-  // Reads `out.size()` bytes from `address`. Errors as for Write (a read of
-  // the interrupt window is InvalidArgument: it is not memory). On failure
-  // `out` is unchanged.
-  virtual absl::Status Read(uint16_t requester_id, uint64_t address,
-                            absl::Span<uint8_t> out) = 0;
-};
 
 // The host bridge's upstream port: MSI window → `msi`, else → `ram`.
 // Traces every transaction (MSI_WRITE / DMA) when `tracer` is enabled.
@@ -71,9 +49,6 @@ class RootComplex : public DmaSink {
 
   uint64_t msi_writes() const { return msi_writes_; }
   uint64_t dma_bytes() const { return dma_bytes_; }
-
-  // True iff [address, address+len) touches 0xFEE00000-0xFEEFFFFF.
-  static bool TouchesMsiWindow(uint64_t address, uint64_t len);
 
  private:
   void Trace(trace::Stage stage, uint16_t rid, uint64_t address,

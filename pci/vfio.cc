@@ -5,7 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "emu/status_macros.h"
+#include "emu/core/status_macros.h"
 #include "pci/pci_regs.h"
 
 namespace irqlab {

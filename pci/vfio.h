@@ -48,9 +48,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "emu/address_space.h"
-#include "emu/msi.h"
-#include "emu/trace.h"
+#include "emu/core/address_space.h"
+#include "emu/core/msi.h"
+#include "emu/core/trace.h"
 #include "pci/pci_function.h"
 #include "pci/vfio_container.h"
 
@@ -67,7 +67,7 @@ struct HostIrqBlock {
 };
 
 // What the host kernel gives vfio-pci: interrupt allocation with interrupt
-// remapping. Implemented by HostPlatform (emu/host_platform.h).
+// remapping. Implemented by HostPlatform (emu/machine/host_platform.h).
 class HostIrqAllocator {
  public:
   virtual ~HostIrqAllocator() = default;

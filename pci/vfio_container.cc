@@ -121,7 +121,7 @@ absl::Status VfioContainer::Fault(uint16_t rid, uint64_t address, bool write) {
 
 absl::Status VfioContainer::Write(uint16_t requester_id, uint64_t address,
                                   absl::Span<const uint8_t> data) {
-  if (options_.msi_bypass && RootComplex::TouchesMsiWindow(address, data.size())) {
+  if (options_.msi_bypass && TouchesMsiWindow(address, data.size())) {
     return downstream_->Write(requester_id, address, data);
   }
   const std::optional<uint64_t> t = Translate(address, data.size());
@@ -141,7 +141,7 @@ absl::Status VfioContainer::Write(uint16_t requester_id, uint64_t address,
 
 absl::Status VfioContainer::Read(uint16_t requester_id, uint64_t address,
                                  absl::Span<uint8_t> out) {
-  if (options_.msi_bypass && RootComplex::TouchesMsiWindow(address, out.size())) {
+  if (options_.msi_bypass && TouchesMsiWindow(address, out.size())) {
     return downstream_->Read(requester_id, address, out);
   }
   const std::optional<uint64_t> t = Translate(address, out.size());

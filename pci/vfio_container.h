@@ -31,9 +31,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "emu/clock.h"
-#include "emu/irq_ledger.h"
-#include "emu/trace.h"
+#include "emu/core/clock.h"
+#include "emu/core/irq_ledger.h"
+#include "emu/core/trace.h"
 #include "pci/root_complex.h"
 
 namespace irqlab {
@@ -75,7 +75,7 @@ class VfioContainer : public DmaSink {
   absl::Status MapDoorbell();
   void UnmapDoorbell();
   bool doorbell_mapped() const { return doorbell_mapped_; }
-  // Interrupt accounting (emu/irq_ledger.h; not owned, may be null): a
+  // Interrupt accounting (emu/core/irq_ledger.h; not owned, may be null): a
   // write into an unmapped doorbell range is an interrupt the device raised
   // and the IOMMU blocked, recorded as IrqSource::kHostDevice, kFaulted.
   void set_ledger(IrqLedger* ledger) { ledger_ = ledger; }

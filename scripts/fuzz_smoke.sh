@@ -11,7 +11,7 @@
 #   FUZZ_TARGETS="fuzz_vtd fuzz_pci" bash scripts/fuzz_smoke.sh 60
 #
 # Leak detection stays on everywhere: Unicorn's known per-engine leak is
-# suppressed by the LSan hooks in emu/vcpu.cc / emu/fw_cpu.cc.
+# suppressed by the LSan hooks in emu/cpu/vcpu.cc / emu/cpu/fw_cpu.cc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-20}

@@ -1,4 +1,4 @@
-# The interrupt accounting (emu/irq_ledger.h) as `irqlab run` reports it:
+# The interrupt accounting (emu/core/irq_ledger.h) as `irqlab run` reports it:
 # exact per-source outcome counts for the stories, and a run whose device
 # MSI vanishes (fault kind `vanish`) failing with the lost message named.
 function(irqlab_accounting name scenario rc regex)

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "emu/guest_ram.h"
+#include "emu/core/guest_ram.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -1,5 +1,5 @@
-// Tests of emu/address_space.h: the range bus for MMIO and port I/O.
-#include "emu/address_space.h"
+// Tests of emu/core/address_space.h: the range bus for MMIO and port I/O.
+#include "emu/core/address_space.h"
 
 #include <cstdint>
 #include <random>

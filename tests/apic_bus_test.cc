@@ -11,9 +11,9 @@
 
 #include "apic/apic_regs.h"
 #include "apic/local_apic.h"
-#include "emu/event_queue.h"
-#include "emu/msi.h"
-#include "emu/trace.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/msi.h"
+#include "emu/core/trace.h"
 #include "gtest/gtest.h"
 
 namespace irqlab {

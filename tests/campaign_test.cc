@@ -1,8 +1,8 @@
-// Campaigns, shards, merges and suites (emu/campaign.h): seed ranges and
+// Campaigns, shards, merges and suites (emu/run/campaign.h): seed ranges and
 // shard selection from the environment, the forked worker pool (crashes,
 // timeouts and early stops are recorded, never fatal), results files and
 // their merge, JUnit XML.
-#include "emu/campaign.h"
+#include "emu/run/campaign.h"
 
 #include <signal.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "emu/scenario.h"
+#include "emu/run/scenario.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

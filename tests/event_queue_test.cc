@@ -1,5 +1,5 @@
-// Tests of emu/event_queue.h: deterministic (time, priority, sequence) order.
-#include "emu/event_queue.h"
+// Tests of emu/core/event_queue.h: deterministic (time, priority, sequence) order.
+#include "emu/core/event_queue.h"
 
 #include <algorithm>
 #include <cstdint>

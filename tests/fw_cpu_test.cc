@@ -1,8 +1,8 @@
-// FirmwareCpu (emu/fw_cpu.h): the device's ARM Thumb core on Unicorn. The
+// FirmwareCpu (emu/cpu/fw_cpu.h): the device's ARM Thumb core on Unicorn. The
 // snippets are hand-encoded Thumb-2 (checked with arm-none-eabi-as; the
 // assembly is in the comments); each image starts with the Cortex-M vector
 // table {initial SP, reset PC | 1} and code at 0x08.
-#include "emu/fw_cpu.h"
+#include "emu/cpu/fw_cpu.h"
 
 #include <chrono>
 #include <cstdint>

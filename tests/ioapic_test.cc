@@ -4,7 +4,7 @@
 //   [PCH]      Intel ICH/PCH datasheets, "APIC direct registers" (EOIR).
 //   [SDM]      Intel SDM vol. 3, chapter 11 (11.11: MSI address/data).
 //   [VT-d]     Intel VT-d spec, 5.1.5.1 (remappable-format RTEs).
-//   seed 003   shared/seeds/003_*.txt, the QEMU RTE-update ordering bug.
+//   seed 003   ARCHITECTURE.md "The seed stories", the QEMU RTE-update ordering bug.
 #include "ioapic/ioapic.h"
 
 #include <cstdint>
@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "emu/clock.h"
-#include "emu/msi.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
+#include "emu/core/clock.h"
+#include "emu/core/msi.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 #include "gtest/gtest.h"
 #include "ioapic/ioapic_regs.h"
 

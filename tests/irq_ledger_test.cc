@@ -1,9 +1,9 @@
-// The interrupt accounting (emu/irq_ledger.h): the ledger's counts and
+// The interrupt accounting (emu/core/irq_ledger.h): the ledger's counts and
 // summary, the accounting entry sink, the outcomes the APIC bus and local
 // APIC return (SDM 11.8.4 coalescing, discards), the local APIC's IRR
 // bookkeeping, and the VMM route table's outcomes. Whole-run accounting is
 // covered by tests/accounting_tests.cmake.
-#include "emu/irq_ledger.h"
+#include "emu/core/irq_ledger.h"
 
 #include <memory>
 #include <vector>
@@ -12,9 +12,9 @@
 #include "apic/apic_bus.h"
 #include "apic/apic_regs.h"
 #include "apic/local_apic.h"
-#include "emu/clock.h"
-#include "emu/event_queue.h"
-#include "emu/msi.h"
+#include "emu/core/clock.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/msi.h"
 #include "gtest/gtest.h"
 #include "pci/assigned_device.h"
 

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "apic/apic_regs.h"
-#include "emu/event_queue.h"
-#include "emu/trace.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/trace.h"
 #include "gtest/gtest.h"
 
 namespace irqlab {

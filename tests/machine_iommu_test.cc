@@ -8,7 +8,7 @@
 #include <string>
 #include <utility>
 
-#include "emu/machine.h"
+#include "emu/machine/machine.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "iommu/vtd_regs.h"

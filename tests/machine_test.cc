@@ -2,7 +2,7 @@
 // code run at the multiboot entry, before any long-mode switch): debug exit,
 // the multiboot hand-off registers, hang and time-limit detection, unmapped
 // MMIO and port accesses (all-ones reads, traced), deterministic time.
-#include "emu/machine.h"
+#include "emu/machine/machine.h"
 
 #include <algorithm>
 #include <cstring>

@@ -1,6 +1,6 @@
-// Tests of emu/msi.h: MSI address/data decoding in compatibility (SDM vol. 3,
+// Tests of emu/core/msi.h: MSI address/data decoding in compatibility (SDM vol. 3,
 // 11.11) and remappable (VT-d 5.1.2.2) format.
-#include "emu/msi.h"
+#include "emu/core/msi.h"
 
 #include <cstdint>
 #include <random>

@@ -1,6 +1,6 @@
-// Tests of emu/multiboot.h: the multiboot v1 loader (Multiboot 0.6.96,
+// Tests of emu/machine/multiboot.h: the multiboot v1 loader (Multiboot 0.6.96,
 // sections 3.1-3.3, as QEMU's -kernel implements them).
-#include "emu/multiboot.h"
+#include "emu/machine/multiboot.h"
 
 #include <elf.h>
 

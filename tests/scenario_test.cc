@@ -1,6 +1,6 @@
 // Scenario runner tests: parsing and validation errors name the position or
 // field; runs are deterministic; actions and expectations behave as written.
-#include "emu/scenario.h"
+#include "emu/run/scenario.h"
 
 #include <string>
 
@@ -154,7 +154,7 @@ TEST(ScenarioRunTest, UnmetExpectationFails) {
   EXPECT_EQ(failed, 2);
 }
 
-// Rule (Inject in emu/scenario.proto: up to 1,000,000 injections per
+// Rule (Inject in emu/run/scenario.proto: up to 1,000,000 injections per
 // action): injections are scheduled one at a time per action, so a scenario
 // of 64 such actions costs 64 pending events, not 64 million (found by
 // tests/fuzz/fuzz_scenario: it used to take gigabytes before the run

@@ -1,6 +1,6 @@
-// Tests of emu/trace.h: the text line format, the Perfetto/Chrome JSON writer
+// Tests of emu/core/trace.h: the text line format, the Perfetto/Chrome JSON writer
 // and the Tracer fan-out.
-#include "emu/trace.h"
+#include "emu/core/trace.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -1,7 +1,7 @@
-// Tests of the vCPU (emu/vcpu.h): x86 behaviour around instructions that
+// Tests of the vCPU (emu/cpu/vcpu.h): x86 behaviour around instructions that
 // Unicorn does not provide. Each test names the behaviour and the Intel SDM
 // (vol. 3 unless noted) rule it checks. Guest code: tests/guest/suite.asm.
-#include "emu/vcpu.h"
+#include "emu/cpu/vcpu.h"
 
 #include <cstring>
 #include <functional>
@@ -10,8 +10,8 @@
 #include <optional>
 #include <vector>
 
-#include "emu/guest_ram.h"
-#include "emu/trace.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/trace.h"
 #include "gtest/gtest.h"
 #include "tests/guest/snippets.h"
 
@@ -196,7 +196,7 @@ TEST_F(VcpuTest, InterruptRaisedByMmioWriteIsTakenBeforeTheNextInstruction) {
 // An interrupt raised by an MMIO *load* (a read with a side effect): the
 // vCPU cannot end the load's translation block right after it, so the
 // first time it delivers at the next block boundary and hooks the next
-// instruction (found by decoding the load, emu/x86_decode.h); from the
+// instruction (found by decoding the load, emu/cpu/x86_decode.h); from the
 // second execution on the pushed RIP is the instruction right after the
 // load and the handler runs before it.
 TEST_F(VcpuTest, InterruptRaisedByMmioLoadIsTakenRightAfterItOnceLearned) {

@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "emu/event_queue.h"
-#include "emu/trace.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/trace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

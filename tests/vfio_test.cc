@@ -1,5 +1,5 @@
 // Tests of the device-assignment layer, host and guest at once:
-//   emu/host_platform.h   HostPlatform (host kernel IRQ/IRTE allocation, host
+//   emu/machine/host_platform.h   HostPlatform (host kernel IRQ/IRTE allocation, host
 //                         VT-d with IR on, the DMAR fault handler's log)
 //   pci/vfio.h            VfioPciDevice (MSI config virtualization, NOVIRT,
 //                         SET_IRQS, per-source IMS interrupts)
@@ -18,11 +18,11 @@
 #include <vector>
 
 #include "devices/irqlab_testdev.h"
-#include "emu/event_queue.h"
-#include "emu/guest_ram.h"
-#include "emu/host_platform.h"
-#include "emu/msi.h"
-#include "emu/trace.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/guest_ram.h"
+#include "emu/machine/host_platform.h"
+#include "emu/core/msi.h"
+#include "emu/core/trace.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "iommu/vtd_regs.h"

@@ -14,10 +14,10 @@
 #include <string>
 #include <vector>
 
-#include "emu/guest_ram.h"
-#include "emu/msi.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/msi.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 #include "gtest/gtest.h"
 #include "iommu/dma_remap.h"
 #include "iommu/vtd_unit.h"

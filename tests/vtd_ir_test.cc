@@ -14,12 +14,12 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "emu/clock.h"
-#include "emu/event_queue.h"
-#include "emu/guest_ram.h"
-#include "emu/msi.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
+#include "emu/core/clock.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/msi.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 #include "gtest/gtest.h"
 #include "iommu/vtd_regs.h"
 

@@ -1,4 +1,4 @@
-#include "emu/x86_decode.h"
+#include "emu/cpu/x86_decode.h"
 
 #include <cstdint>
 #include <vector>

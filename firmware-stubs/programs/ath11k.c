@@ -1,6 +1,6 @@
 /* KERNEL-DESCRIPTION: ath11k-like driver for the synthetic WCN6855 (17cb:1103): MSI (1/16/32 vectors) read back from config space and copied into the PCI-window interrupt sources, firmware boot, HTT connect (CE2), data-path events counted per source and vector */
 /*
- * ath11k: the guest half of story 000 (shared/MISSION.md). Drives the
+ * ath11k: the guest half of seed 000 (ARCHITECTURE.md). Drives the
  * synthetic WCN6855 (devices/wcn6855_regs.h) the way Linux's ath11k_pci
  * does, so that the MSI-copy problem of device assignment shows up exactly
  * as on real hardware:

@@ -8,10 +8,10 @@
 #include <cstdint>
 #include <memory>
 
-#include "emu/clock.h"
-#include "emu/msi.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
+#include "emu/core/clock.h"
+#include "emu/core/msi.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 #include "ioapic/ioapic.h"
 #include "ioapic/ioapic_regs.h"
 #include "tests/fuzz/fuzz_util.h"

@@ -12,9 +12,9 @@
 #include "apic/apic_bus.h"
 #include "apic/apic_regs.h"
 #include "apic/local_apic.h"
-#include "emu/event_queue.h"
-#include "emu/msi.h"
-#include "emu/trace.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/msi.h"
+#include "emu/core/trace.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace irqlab {
@@ -39,7 +39,7 @@ void CheckApic(LocalApic& apic) {
   FUZZ_CHECK(v >= -1 && v <= 255);
   if (v >= 0) FUZZ_CHECK(apic.irr(v));
   FUZZ_CHECK(apic.ppr() <= 0xFF);
-  // The interrupt accounting's IRR bookkeeping (emu/irq_ledger.h): every
+  // The interrupt accounting's IRR bookkeeping (emu/core/irq_ledger.h): every
   // IRR bit set left through INTA or a reset, or is still pending.
   const LocalApic::IrrCounts& c = apic.irr_counts();
   FUZZ_CHECK(c.irr_set == c.acknowledged + c.irr_cleared_by_reset +

@@ -19,7 +19,7 @@
 
 #include "devices/edu.h"
 #include "devices/irqlab_testdev.h"
-#include "emu/io.h"
+#include "emu/core/io.h"
 #include "pci/pci_function.h"
 #include "pci/pci_regs.h"
 #include "pci/pci_testing.h"

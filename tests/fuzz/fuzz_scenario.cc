@@ -1,4 +1,4 @@
-// fuzz_scenario: the scenario text (emu/scenario.h ParseScenario) and its
+// fuzz_scenario: the scenario text (emu/run/scenario.h ParseScenario) and its
 // validation (RunScenario's config checks), with any bytes as input. A
 // scenario that parses is run, but cheaply:
 //   * limits.max_time is capped at kMaxTime ticks (the guest barely boots);
@@ -10,14 +10,14 @@
 //     read: the "file not found" paths are fuzzed, the host filesystem not.
 // ParseSize() also gets the raw input.
 //
-// Unicorn (the vCPUs) leaks a few bytes per engine; emu/vcpu.cc's LSan
+// Unicorn (the vCPUs) leaks a few bytes per engine; emu/cpu/vcpu.cc's LSan
 // suppression (linked into this program) covers it, leak detection stays on.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-#include "emu/scenario.h"
+#include "emu/run/scenario.h"
 #include "tests/fuzz/fuzz_util.h"
 
 namespace {

@@ -20,8 +20,8 @@
 #include <string>
 
 #include "absl/types/span.h"
-#include "emu/event_queue.h"
-#include "emu/trace.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/trace.h"
 
 #define FUZZ_CHECK(cond)                                                  \
   do {                                                                    \

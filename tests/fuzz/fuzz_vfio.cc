@@ -8,7 +8,7 @@
 // the passed-through BARs; the physical device fires its vectors; the event
 // queue runs for a bounded time. The fix (none / NOVIRT quirk / IMS /
 // guest-owned) and the MSI-X policy come from the input. Whatever the
-// guest does, the interrupt accounting (emu/irq_ledger.h) of the physical
+// guest does, the interrupt accounting (emu/core/irq_ledger.h) of the physical
 // device's MSIs and of the VMM's routed interrupts must hold.
 //
 // Input: one config byte, then ops (see the switch below).
@@ -19,9 +19,9 @@
 
 #include "devices/irqlab_testdev.h"
 #include "devices/sriov_nic.h"
-#include "emu/host_platform.h"
-#include "emu/io.h"
-#include "emu/irq_ledger.h"
+#include "emu/machine/host_platform.h"
+#include "emu/core/io.h"
+#include "emu/core/irq_ledger.h"
 #include "pci/assigned_device.h"
 #include "pci/pci_regs.h"
 #include "pci/pci_testing.h"

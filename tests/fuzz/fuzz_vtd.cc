@@ -28,12 +28,12 @@
 #include "apic/apic_bus.h"
 #include "apic/apic_regs.h"
 #include "apic/local_apic.h"
-#include "emu/clock.h"
-#include "emu/event_queue.h"
-#include "emu/guest_ram.h"
-#include "emu/msi.h"
-#include "emu/msi_sink.h"
-#include "emu/trace.h"
+#include "emu/core/clock.h"
+#include "emu/core/event_queue.h"
+#include "emu/core/guest_ram.h"
+#include "emu/core/msi.h"
+#include "emu/core/msi_sink.h"
+#include "emu/core/trace.h"
 #include "iommu/dma_remap.h"
 #include "iommu/vtd_regs.h"
 #include "iommu/vtd_unit.h"
@@ -260,10 +260,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint32_t low = in.U32();
         const uint32_t d = in.U32();
         ++r.requests;
-        VtdUnit::RemapResult res =
+        RemapResult res =
             u.Remap(MsiMessage(MsiMessage::kWindowBase | (low & 0xFFFFF), d, in.U16()));
-        if (res.kind == VtdUnit::RemapResult::kRemapped ||
-            res.kind == VtdUnit::RemapResult::kPassThrough) {
+        if (res.kind == RemapResult::kRemapped ||
+            res.kind == RemapResult::kPassThrough) {
           u.DeliverRemapped(res);
         }
         break;

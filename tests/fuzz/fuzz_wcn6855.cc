@@ -11,7 +11,7 @@
 // contained by FirmwareCpu (crash/hang states), never reach the host. The
 // run budget is small (so a spinning image costs little) and also fuzzed.
 //
-// Unicorn leaks a few bytes per engine (see emu/fw_cpu.cc); the weak LSan
+// Unicorn leaks a few bytes per engine (see emu/cpu/fw_cpu.cc); the weak LSan
 // suppression in fw_cpu.cc covers these programs, so leak detection stays
 // on.
 #include <cstddef>
@@ -20,7 +20,7 @@
 
 #include "devices/wcn6855.h"
 #include "devices/wcn6855_regs.h"
-#include "emu/io.h"
+#include "emu/core/io.h"
 #include "pci/pci_regs.h"
 #include "pci/pci_testing.h"
 #include "tests/fuzz/fuzz_util.h"

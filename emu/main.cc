@@ -1,3 +1,0 @@
-#include "emu/cli.h"
-
-int main(int argc, char** argv) { return irqlab::IrqlabMain(argc, argv); }
