@@ -154,3 +154,51 @@ irqlab_bad_input(bench_extra_argument "irqlab bench: unexpected argument" bench 
 # here; the default build builds them.)
 add_test(NAME cli.bench.json COMMAND ${CMAKE_COMMAND} -DIRQLAB=$<TARGET_FILE:irqlab>
          -DWORKDIR=${CMAKE_CURRENT_BINARY_DIR} -P ${CMAKE_CURRENT_SOURCE_DIR}/bench_json.cmake)
+
+# --- Scoped flags, help and exit codes (irqlab --help). ---
+# A flag of another command is an error naming the commands that take it
+# (Abseil flags are global; without this check they were silently ignored).
+irqlab_bad_input(scoped_run_cpus "^irqlab run: --cpus is not a flag of this command \\(it is taken by irqlab boot\\)\n$"
+  run ${HELLO} --cpus=4)
+irqlab_bad_input(scoped_run_device "^irqlab run: --device is not a flag of this command \\(it is taken by irqlab boot\\)\n$"
+  run ${HELLO} --device=edu)
+irqlab_bad_input(scoped_campaign_trace "^irqlab campaign: --trace is not a flag of this command"
+  campaign ${HELLO} --seeds=1..2 --trace=t.txt)
+irqlab_bad_input(scoped_test_seed "^irqlab test: --seed is not a flag of this command \\(it is taken by irqlab \\(no command\\), irqlab run\\)"
+  test ${CMAKE_SOURCE_DIR}/scenarios --seed=5)
+irqlab_bad_input(scoped_merge_jobs "^irqlab merge: --jobs is not a flag of this command"
+  merge out.jsonl in.jsonl --jobs=2)
+irqlab_bad_input(scoped_default_cpus "^irqlab: --cpus is not a flag of this command" --cpus=2)
+irqlab_bad_input(scoped_negated_bool "^irqlab campaign: --quiet is not a flag of this command"
+  campaign ${HELLO} --seeds=1..2 --noquiet)
+# Validation gaps: each a one-line error naming the flag or path, exit 2.
+irqlab_bad_input(run_directory "scenario: \".*/scenarios\" is a directory \\(irqlab test DIR runs every scenario under it\\)"
+  run ${CMAKE_SOURCE_DIR}/scenarios)
+irqlab_bad_input(run_endless_file "scenario: \"/dev/zero\" is larger than 16 MiB" run /dev/zero)
+irqlab_bad_input(empty_scenario_names_file "^irqlab: .*/empty.textproto: kernel: set kernel.builtin or kernel.path\n$"
+  run ${BAD}/empty.textproto)
+irqlab_bad_input(boot_max_time_negative "^irqlab boot: --max_time: must be > 0 ticks, got -5\n$"
+  boot hello --max_time=-5)
+irqlab_bad_input(boot_device_without_value "flag --device needs a value" boot hello --device)
+irqlab_bad_input(boot_ram_terabyte "--ram: must be a multiple of 4 KiB between 2 MiB and" boot hello --ram=1T)
+irqlab_bad_input(bench_bad_filter "^irqlab bench: --filter=\\(: not a regular expression" bench --filter=\()
+
+# --help, -h and `help` print irqlab's own text and exit 0.
+foreach(help_arg --help -h help)
+  add_test(NAME cli.help.${help_arg} COMMAND ${CMAKE_COMMAND}
+           -DIRQLAB=$<TARGET_FILE:irqlab> -DEXPECT_RC=0 "-DSTDERR_REGEX=^$"
+           "-DSTDOUT_REGEX=^irqlab: an x86 full-system emulator.*3 emulator or host failure"
+           "-DARGS=${help_arg}" -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_output.cmake)
+endforeach()
+
+# An emulator/host failure exits 3, never 1 (which `boot` uses for "the guest
+# passed"): Unicorn exit(1)s when it cannot allocate its translation buffer
+# under a small address-space limit. (Not under the sanitizers: ASan needs a
+# huge address space to start at all.)
+if(NOT IRQLAB_SANITIZE)
+  add_test(NAME cli.host_failure_exits_3 COMMAND ${CMAKE_COMMAND}
+           -DIRQLAB=/bin/sh -DEXPECT_RC=3
+           "-DREGEX=irqlab: emulator failure: a library ended the process during the run"
+           "-DARGS=-c;ulimit -v 3000000 && exec $<TARGET_FILE:irqlab> boot hello --cpus=8 --quiet"
+           -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_exit.cmake)
+endif()

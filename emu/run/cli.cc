@@ -1,9 +1,13 @@
 #include "emu/run/cli.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -15,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "emu/run/bench_runner.h"
 #include "emu/run/campaign.h"
@@ -105,10 +110,109 @@ first of these sets k and n:
       SLURM_ARRAY_TASK_MIN, divided by SLURM_ARRAY_TASK_STEP when set)
 An index >= the count, half a pair or a count contradicting --shards is an error.
 
+Each flag belongs to the commands shown with it; a flag given to another
+command is an error (exit 2). --helpfull lists every flag (Abseil's format).
+
 Exit codes: run: 0 all expectations passed, 1 one failed; test, campaign,
 merge: 0 every scenario/run passed, 1 one failed (crashed, timed out); boot: the
-guest's debug-exit status (v << 1) | 1; 2 bad input; 124 virtual time limit;
-125 hang (no vCPU can run, nothing pending); 126 vCPU shutdown (triple fault).)";
+guest's debug-exit status (v << 1) | 1; 2 bad input (flag, scenario, file);
+3 emulator or host failure (e.g. the vCPU engine cannot allocate memory);
+124 virtual time limit; 125 hang (no vCPU can run, nothing pending); 126 vCPU
+shutdown (triple fault).)";
+
+// Which commands take each flag ("" = no command: the default scenario).
+// IrqlabMain rejects a flag given to any other command.
+struct FlagScope {
+  std::string_view flag;
+  std::vector<std::string_view> commands;
+};
+const std::vector<FlagScope>& FlagScopes() {
+  static const auto* const kScopes = new std::vector<FlagScope>{
+      {"trace", {"", "run", "boot"}},
+      {"perfetto", {"", "run", "boot"}},
+      {"quiet", {"", "run", "boot"}},
+      {"seed", {"", "run"}},
+      {"cpus", {"boot"}},
+      {"ram", {"boot"}},
+      {"append", {"boot"}},
+      {"initrd", {"boot"}},
+      {"max_time", {"boot"}},
+      {"cpu", {"boot"}},
+      {"device", {"boot"}},
+      {"filter", {"bench"}},
+      {"json", {"bench"}},
+      {"min_time", {"bench"}},
+      {"seeds", {"campaign"}},
+      {"results", {"campaign"}},
+      {"shards", {"campaign"}},
+      {"jobs", {"campaign", "test"}},
+      {"worker_timeout", {"campaign", "test"}},
+      {"junit", {"test"}},
+  };
+  return *kScopes;
+}
+
+// "" if `command` takes `flag`, else the one-line error.
+std::string CheckFlagScope(std::string_view command, std::string_view flag) {
+  for (const FlagScope& scope : FlagScopes()) {
+    if (scope.flag != flag) continue;
+    if (std::find(scope.commands.begin(), scope.commands.end(), command) !=
+        scope.commands.end()) {
+      return "";
+    }
+    std::vector<std::string> takers;
+    for (std::string_view c : scope.commands) {
+      takers.push_back(c.empty() ? "irqlab (no command)" : "irqlab " + std::string(c));
+    }
+    return absl::StrFormat("%s: --%s is not a flag of this command (it is taken by %s)",
+                           command.empty() ? "irqlab" : "irqlab " + std::string(command),
+                           std::string(flag), absl::StrJoin(takers, ", "));
+  }
+  return "";  // Abseil's own flags (--helpfull, --flagfile, ...)
+}
+
+// Maps an error of a command to its exit code: the user's input (a flag, a
+// scenario field, a file) is 2; the emulator or the host failing (the vCPU
+// engine, memory) is 3.
+int ExitCodeFor(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kResourceExhausted:
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDataLoss:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kAborted:
+      return kExitHostError;
+    default:
+      return kExitUsage;
+  }
+}
+
+// Prints a command's error as one line and returns its exit code.
+int ReportError(const std::string& prefix, const absl::Status& status) {
+  const int rc = ExitCodeFor(status);
+  std::cerr << prefix << (rc == kExitHostError ? "emulator failure: " : "")
+            << status.message() << "\n";
+  return rc;
+}
+
+// Set while a command runs. Unicorn (QEMU's TCG underneath) calls exit(1)
+// when it cannot set up an engine (e.g. "Could not allocate dynamic
+// translator buffer"); in `boot`, 1 would read as "the guest passed". The
+// handler turns any exit() during a command into exit status 3 with a line
+// saying so (irqlab's own code returns from IrqlabMain instead of exiting).
+std::atomic<bool> g_command_running{false};
+
+void OnExitDuringCommand() {
+  if (!g_command_running.load()) return;
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "irqlab: emulator failure: a library ended the process during the run "
+               "(its message is above); exit status %d\n",
+               kExitHostError);
+  std::fflush(stderr);
+  std::_Exit(kExitHostError);
+}
 
 int ReportRun(const RunResult& r) {
   switch (r.outcome) {
@@ -135,16 +239,19 @@ RunOptions CommonOptions() {
   return o;
 }
 
-int RunParsed(const absl::StatusOr<scenario::Scenario>& s, RunOptions options) {
-  if (!s.ok()) {
-    std::cerr << "irqlab: " << s.status().message() << "\n";
-    return kExitUsage;
-  }
+// Runs one parsed scenario. `label` names where it came from (a file path):
+// every error line starts with it unless the message already does
+// (syntax errors carry file:line:col).
+int RunParsed(const absl::StatusOr<scenario::Scenario>& s, RunOptions options,
+              const std::string& label) {
+  auto report_error = [&label](const absl::Status& status) {
+    std::string prefix = "irqlab: ";
+    if (!absl::StrContains(status.message(), label)) absl::StrAppend(&prefix, label, ": ");
+    return ReportError(prefix, status);
+  };
+  if (!s.ok()) return report_error(s.status());
   absl::StatusOr<ScenarioReport> report = RunScenario(*s, options);
-  if (!report.ok()) {
-    std::cerr << "irqlab: " << report.status().message() << "\n";
-    return kExitUsage;
-  }
+  if (!report.ok()) return report_error(report.status());
   std::cout.flush();
   std::cout << "== scenario " << (s->name().empty() ? "(unnamed)" : s->name()) << "\n";
   report->Print(std::cout);
@@ -164,7 +271,7 @@ int CmdRun(const std::vector<std::string>& files) {
     RunOptions o = CommonOptions();
     const size_t slash = f.find_last_of('/');
     o.base_dir = slash == std::string::npos ? "." : f.substr(0, slash);
-    const int rc = RunParsed(LoadScenarioFile(f), o);
+    const int rc = RunParsed(LoadScenarioFile(f), o, f);
     worst = std::max(worst, rc);
   }
   return worst;
@@ -173,6 +280,10 @@ int CmdRun(const std::vector<std::string>& files) {
 int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>& devices) {
   if (args.size() != 1) {
     std::cerr << "irqlab boot: give exactly one kernel (a file or a built-in name)\n";
+    return kExitUsage;
+  }
+  if (const int64_t t = absl::GetFlag(FLAGS_max_time); t <= 0) {
+    std::cerr << "irqlab boot: --max_time: must be > 0 ticks, got " << t << "\n";
     return kExitUsage;
   }
   absl::StatusOr<uint64_t> ram = ParseSize(absl::GetFlag(FLAGS_ram));
@@ -273,16 +384,14 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
     std::string msg(machine.status().message());
     if (absl::StartsWith(msg, "machine.devices")) msg = "--device: " + msg.substr(msg.find(':') + 2);
     if (absl::StartsWith(msg, "machine.ram")) msg = "--ram: " + msg.substr(msg.find(':') + 2);
-    std::cerr << "irqlab boot: " << msg << "\n";
-    return kExitUsage;
+    return ReportError("irqlab boot: ", absl::Status(machine.status().code(), msg));
   }
   if (absl::Status st = (*machine)->LoadKernel(kernel, absl::GetFlag(FLAGS_append), modules);
       !st.ok()) {
     std::cerr << "irqlab boot: " << args[0] << ": " << st.message() << "\n";
     return kExitUsage;
   }
-  const int64_t max_time = absl::GetFlag(FLAGS_max_time);
-  RunResult r = (*machine)->Run(max_time > 0 ? static_cast<uint64_t>(max_time) : 1);
+  RunResult r = (*machine)->Run(static_cast<uint64_t>(absl::GetFlag(FLAGS_max_time)));
   tracer.Finish();
   std::cout.flush();
   return ReportRun(r);
@@ -297,8 +406,10 @@ int CmdKernels() {
 
 // Abseil exits with status 1 on an unknown flag or a bad flag value; irqlab's
 // contract for bad input is a one-line error and status 2. So check every
-// flag (up to "--") against the registry first. Returns "" if all are fine.
-std::string CheckFlags(const std::vector<char*>& argv) {
+// flag (up to "--") against the registry first, and collect the names of the
+// irqlab flags given into `names` (for CheckFlagScope). Returns "" if all are
+// fine, else the one-line error.
+std::string CheckFlags(const std::vector<char*>& argv, std::vector<std::string>* names) {
   for (size_t i = 1; i < argv.size(); ++i) {
     const std::string a = argv[i];
     if (a == "--") break;
@@ -317,9 +428,13 @@ std::string CheckFlags(const std::vector<char*>& argv) {
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr && absl::StartsWith(name, "no") && eq == std::string::npos) {
       absl::CommandLineFlag* positive = absl::FindCommandLineFlag(name.substr(2));
-      if (positive != nullptr && positive->IsOfType<bool>()) continue;
+      if (positive != nullptr && positive->IsOfType<bool>()) {
+        names->push_back(name.substr(2));
+        continue;
+      }
     }
     if (flag == nullptr) return absl::StrCat("unknown flag --", name, "; see irqlab --help");
+    names->push_back(name);
     if (flag->IsOfType<bool>() && eq == std::string::npos) continue;
     std::string value;
     if (eq != std::string::npos) {
@@ -352,9 +467,76 @@ CampaignCommand CampaignFlags(const char* program, std::vector<std::string> args
   return c;
 }
 
+// True for the ways people ask for help: -h, --help, -help, --helpshort
+// (before "--"). --helpfull stays Abseil's complete flag list.
+bool AsksForHelp(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    if (a == "--") return false;
+    if (a == "-h" || a == "--help" || a == "-help" || a == "--helpshort" || a == "-helpshort") {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Runs one command (after flag parsing); "" is the default scenario.
+int RunCommand(const char* program, const std::string& cmd, std::vector<std::string> args,
+               const std::vector<std::string>& devices) {
+  if (cmd.empty()) {
+    RunOptions o = CommonOptions();
+    return RunParsed(ParseScenario(kDefaultScenario, "<built-in default scenario>"), o,
+                     "<built-in default scenario>");
+  }
+  if (cmd == "run") return CmdRun(args);
+  if (cmd == "boot") return CmdBoot(args, devices);
+  if (cmd == "kernels") return CmdKernels();
+  if (cmd == "test") return TestMain(CampaignFlags(program, args));
+  if (cmd == "campaign") {
+    if (const int64_t n = absl::GetFlag(FLAGS_shards); n < -1) {
+      std::cerr << "irqlab campaign: --shards=" << n << ": must be >= 1\n";
+      return kExitUsage;
+    }
+    return CampaignMain(CampaignFlags(program, args), ProcessEnv());
+  }
+  if (cmd == "merge") return MergeMain(CampaignFlags(program, args));
+  if (cmd == "bench") {
+    if (!args.empty()) {
+      std::cerr << "irqlab bench: unexpected argument \"" << args[0] << "\"\n";
+      return kExitUsage;
+    }
+    const std::string filter = absl::GetFlag(FLAGS_filter);
+    try {
+      // Google Benchmark compiles --benchmark_filter as a POSIX extended
+      // regex (std::regex::extended); check it once here.
+      std::regex re(filter, std::regex::extended);
+    } catch (const std::regex_error& e) {
+      std::cerr << "irqlab bench: --filter=" << filter << ": not a regular expression ("
+                << e.what() << ")\n";
+      return kExitUsage;
+    }
+    return BenchMain(BenchCommand{.filter = filter,
+                                  .json = absl::GetFlag(FLAGS_json),
+                                  .min_time = absl::GetFlag(FLAGS_min_time)});
+  }
+  std::cerr << "irqlab: unknown command \"" << cmd << "\"; see irqlab --help\n";
+  return kExitUsage;
+}
+
+bool IsCommand(std::string_view cmd) {
+  for (std::string_view c : {"run", "boot", "kernels", "test", "campaign", "merge", "bench"}) {
+    if (c == cmd) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 int IrqlabMain(int argc, char** argv) {
+  if (AsksForHelp(argc, argv) || (argc >= 2 && std::string_view(argv[1]) == "help")) {
+    std::cout << "irqlab: " << kUsage << "\n";
+    return kExitOk;
+  }
   absl::SetProgramUsageMessage(kUsage);
   absl::FlagsUsageConfig config;
   config.contains_help_flags = [](absl::string_view file) {
@@ -371,52 +553,45 @@ int IrqlabMain(int argc, char** argv) {
     const std::string a = argv[i];
     if (i > 0 && absl::StartsWith(a, "--device=")) {
       devices.emplace_back(a.substr(9));
-    } else if (i > 0 && a == "--device" && i + 1 < argc) {
+    } else if (i > 0 && a == "--device") {
+      if (i + 1 >= argc) {
+        std::cerr << "irqlab: flag --device needs a value (--device=NAME[,key=value...])\n";
+        return kExitUsage;
+      }
       devices.emplace_back(argv[++i]);
     } else {
       rest.push_back(argv[i]);
     }
   }
-  if (const std::string error = CheckFlags(rest); !error.empty()) {
+  std::vector<std::string> flags_given;
+  if (!devices.empty()) flags_given.push_back("device");
+  if (const std::string error = CheckFlags(rest, &flags_given); !error.empty()) {
     std::cerr << "irqlab: " << error << "\n";
     return kExitUsage;
   }
   std::vector<char*> positional = absl::ParseCommandLine(static_cast<int>(rest.size()), rest.data());
   std::vector<std::string> args(positional.begin() + 1, positional.end());
+  std::string cmd;
+  if (!args.empty()) {
+    cmd = args[0];
+    args.erase(args.begin());
+  }
+  if (!cmd.empty() && !IsCommand(cmd)) {
+    std::cerr << "irqlab: unknown command \"" << cmd << "\"; see irqlab --help\n";
+    return kExitUsage;
+  }
+  for (const std::string& flag : flags_given) {
+    if (const std::string error = CheckFlagScope(cmd, flag); !error.empty()) {
+      std::cerr << error << "\n";
+      return kExitUsage;
+    }
+  }
 
-  if (args.empty()) {
-    RunOptions o = CommonOptions();
-    return RunParsed(ParseScenario(kDefaultScenario, "<built-in default scenario>"), o);
-  }
-  const std::string cmd = args[0];
-  args.erase(args.begin());
-  if (cmd == "run") return CmdRun(args);
-  if (cmd == "boot") return CmdBoot(args, devices);
-  if (cmd == "kernels") return CmdKernels();
-  if (cmd == "test") return TestMain(CampaignFlags(argv[0], args));
-  if (cmd == "campaign") {
-    if (const int64_t n = absl::GetFlag(FLAGS_shards); n < -1) {
-      std::cerr << "irqlab campaign: --shards=" << n << ": must be >= 1\n";
-      return kExitUsage;
-    }
-    return CampaignMain(CampaignFlags(argv[0], args), ProcessEnv());
-  }
-  if (cmd == "merge") return MergeMain(CampaignFlags(argv[0], args));
-  if (cmd == "bench") {
-    if (!args.empty()) {
-      std::cerr << "irqlab bench: unexpected argument \"" << args[0] << "\"\n";
-      return kExitUsage;
-    }
-    return BenchMain(BenchCommand{.filter = absl::GetFlag(FLAGS_filter),
-                                  .json = absl::GetFlag(FLAGS_json),
-                                  .min_time = absl::GetFlag(FLAGS_min_time)});
-  }
-  if (cmd == "help") {
-    std::cout << "irqlab: " << kUsage << "\n";
-    return kExitOk;
-  }
-  std::cerr << "irqlab: unknown command \"" << cmd << "\"; see irqlab --help\n";
-  return kExitUsage;
+  std::atexit(OnExitDuringCommand);
+  g_command_running.store(true);
+  const int rc = RunCommand(argv[0], cmd, std::move(args), devices);
+  g_command_running.store(false);
+  return rc;
 }
 
 }  // namespace irqlab

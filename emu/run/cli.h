@@ -9,6 +9,7 @@ namespace irqlab {
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitExpectationFailed = 1;
 inline constexpr int kExitUsage = 2;       // bad flags, scenario or file
+inline constexpr int kExitHostError = 3;   // the emulator or the host failed
 inline constexpr int kExitTimeLimit = 124; // like timeout(1)
 inline constexpr int kExitHang = 125;
 inline constexpr int kExitShutdown = 126;

@@ -5,7 +5,8 @@
 #include <fstream>
 #include <memory>
 #include <set>
-#include <sstream>
+
+#include <sys/stat.h>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -24,6 +25,9 @@ namespace {
 
 constexpr uint64_t kDefaultMaxTime = 1'000'000'000;  // one virtual second
 constexpr uint64_t kDefaultInjectInterval = 1000;
+// Largest files read whole: a scenario (text) and a kernel or initrd image.
+constexpr uint64_t kMaxScenarioBytes = uint64_t{16} << 20;
+constexpr uint64_t kMaxKernelBytes = uint64_t{1} << 30;
 
 // Collects the first text-format error with its position (1-based).
 class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
@@ -38,15 +42,36 @@ class FirstErrorCollector : public google::protobuf::io::ErrorCollector {
   std::string error_;
 };
 
-absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what) {
+// Reads a whole file of at most `max_bytes` (a scenario, a kernel, an
+// initrd). A directory, a file that cannot be opened or one that is larger
+// (e.g. /dev/zero, which never ends) is an error naming `what` and the path.
+absl::StatusOr<std::string> ReadFile(const std::string& path, std::string_view what,
+                                     uint64_t max_bytes) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: \"%s\" is a directory%s", what, path,
+        what == "scenario" ? " (irqlab test DIR runs every scenario under it)" : ""));
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     return absl::NotFoundError(
         absl::StrFormat("%s: cannot open \"%s\": %s", what, path, std::strerror(errno)));
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  std::string bytes;
+  char chunk[1 << 16];
+  while (in.read(chunk, sizeof(chunk)) || in.gcount() > 0) {
+    bytes.append(chunk, static_cast<size_t>(in.gcount()));
+    if (bytes.size() > max_bytes) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: \"%s\" is larger than %d MiB", what, path, max_bytes >> 20));
+    }
+  }
+  if (in.bad()) {
+    return absl::DataLossError(
+        absl::StrFormat("%s: cannot read \"%s\": %s", what, path, std::strerror(errno)));
+  }
+  return bytes;
 }
 
 std::string ResolvePath(const std::string& base_dir, const std::string& path) {
@@ -245,7 +270,7 @@ absl::StatusOr<scenario::Scenario> ParseScenario(std::string_view text,
 }
 
 absl::StatusOr<scenario::Scenario> LoadScenarioFile(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFile(path, "scenario"));
+  ASSIGN_OR_RETURN(std::string text, ReadFile(path, "scenario", kMaxScenarioBytes));
   return ParseScenario(text, path);
 }
 
@@ -257,6 +282,7 @@ absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
       case 'K': mult = 1ull << 10; break;
       case 'M': mult = 1ull << 20; break;
       case 'G': mult = 1ull << 30; break;
+      case 'T': mult = 1ull << 40; break;
       default: break;
     }
     if (mult != 1) t.pop_back();
@@ -272,7 +298,7 @@ absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
 }
 
 absl::StatusOr<std::vector<uint8_t>> ReadKernelFile(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, "kernel"));
+  ASSIGN_OR_RETURN(std::string bytes, ReadFile(path, "kernel", kMaxKernelBytes));
   return std::vector<uint8_t>(bytes.begin(), bytes.end());
 }
 
