@@ -177,8 +177,9 @@ irqlab_bad_input(run_directory "scenario: \".*/scenarios\" is a directory \\(irq
 irqlab_bad_input(run_endless_file "scenario: \"/dev/zero\" is larger than 16 MiB" run /dev/zero)
 irqlab_bad_input(empty_scenario_names_file "^irqlab: .*/empty.textproto: kernel: set kernel.builtin or kernel.path\n$"
   run ${BAD}/empty.textproto)
-irqlab_bad_input(boot_max_time_negative "^irqlab boot: --max_time: must be > 0 ticks, got -5\n$"
+irqlab_bad_input(boot_max_time_negative "^irqlab boot: --max_time: must be >= 0 ticks \\(0 = no limit\\), got -5\n$"
   boot hello --max_time=-5)
+irqlab_bad_input(boot_timeout_negative "^irqlab boot: --timeout: must be >= 0 seconds" boot hello --timeout=-1)
 irqlab_bad_input(boot_device_without_value "flag --device needs a value" boot hello --device)
 irqlab_bad_input(boot_ram_terabyte "--ram: must be a multiple of 4 KiB between 2 MiB and" boot hello --ram=1T)
 irqlab_bad_input(bench_bad_filter "^irqlab bench: --filter=\\(: not a regular expression" bench --filter=\()
@@ -202,3 +203,19 @@ if(NOT IRQLAB_SANITIZE)
            "-DARGS=-c;ulimit -v 3000000 && exec $<TARGET_FILE:irqlab> boot hello --cpus=8 --quiet"
            -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_exit.cmake)
 endif()
+
+# `boot` has no virtual time limit by default (as QEMU): a kernel that halts
+# for 2 s of virtual time on the APIC timer runs to its debug-exit (status
+# (0x2A << 1) | 1 = 85); --max_time still limits; --timeout limits wall time.
+set(LONG_TIMER ${CMAKE_CURRENT_BINARY_DIR}/guest/long_timer.bin)
+add_test(NAME cli.boot_no_time_limit_by_default COMMAND ${CMAKE_COMMAND}
+         -DIRQLAB=$<TARGET_FILE:irqlab> -DREGEX=^$ -DEXPECT_RC=85
+         "-DARGS=boot;${LONG_TIMER};--quiet" -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_exit.cmake)
+add_test(NAME cli.boot_max_time_limits COMMAND ${CMAKE_COMMAND}
+         -DIRQLAB=$<TARGET_FILE:irqlab> "-DREGEX=^irqlab: virtual time limit 1000000000 reached\n$"
+         -DEXPECT_RC=124 "-DARGS=boot;${LONG_TIMER};--quiet;--max_time=1000000000"
+         -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_exit.cmake)
+add_test(NAME cli.boot_wall_timeout COMMAND ${CMAKE_COMMAND}
+         -DIRQLAB=$<TARGET_FILE:irqlab> "-DREGEX=^irqlab: wall-clock timeout of 0.3 s reached at virtual time [0-9]+\n$"
+         -DEXPECT_RC=124 "-DARGS=boot;irqloop;--quiet;--append=spin=1;--timeout=0.3"
+         -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_exit.cmake)

@@ -1,6 +1,7 @@
 #include "emu/machine/machine.h"
 
 #include <algorithm>
+#include <chrono>
 #include <ostream>
 
 #include "absl/strings/str_cat.h"
@@ -432,8 +433,10 @@ std::string Machine::DescribeIdleCpus() const {
   return absl::StrJoin(parts, "; ");
 }
 
-RunResult Machine::Run(uint64_t max_time) {
+RunResult Machine::Run(uint64_t max_time, double wall_seconds) {
   RunResult result;
+  using WallClock = std::chrono::steady_clock;
+  const WallClock::time_point wall_start = WallClock::now();
   if (!kernel_loaded_) {
     result.outcome = RunResult::Outcome::kShutdown;
     result.detail = "no kernel loaded";
@@ -455,6 +458,13 @@ RunResult Machine::Run(uint64_t max_time) {
     if (now_ >= max_time) {
       result.outcome = RunResult::Outcome::kTimeLimit;
       result.detail = absl::StrFormat("virtual time limit %d reached", max_time);
+      break;
+    }
+    if (wall_seconds > 0 &&
+        std::chrono::duration<double>(WallClock::now() - wall_start).count() >= wall_seconds) {
+      result.outcome = RunResult::Outcome::kTimeLimit;
+      result.detail = absl::StrFormat("wall-clock timeout of %g s reached at virtual time %d",
+                                      wall_seconds, now_);
       break;
     }
     uint64_t end = std::min(now_ + config_.slice_ticks, max_time);

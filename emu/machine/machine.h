@@ -143,9 +143,13 @@ class Machine : public VcpuHost, public Clock {
                           std::string_view cmdline,
                           const std::vector<MultibootModule>& modules);
 
-  // Runs until the guest exits, hangs, shuts down, or virtual time reaches
-  // `max_time`.
-  RunResult Run(uint64_t max_time);
+  // Runs until the guest exits, hangs, shuts down, virtual time reaches
+  // `max_time` (kNoTimeLimit: never), or — if `wall_seconds` > 0 — that much
+  // wall-clock time has passed (kTimeLimit; checked between slices, so the
+  // run ends within one slice after it). A wall-clock limit is the only
+  // thing that can make a run depend on the host's speed.
+  static constexpr uint64_t kNoTimeLimit = ~uint64_t{0};
+  RunResult Run(uint64_t max_time, double wall_seconds = 0);
 
   // Host-side actions (scenario runner, tests, benchmarks). An injected
   // vector is accepted by the CPU's local APIC as a fixed, edge-triggered

@@ -36,8 +36,11 @@ ABSL_FLAG(int32_t, cpus, 1, "number of vCPUs (boot)");
 ABSL_FLAG(std::string, ram, "64M", "guest RAM size, e.g. 64M, 1G (boot)");
 ABSL_FLAG(std::string, append, "", "kernel command line (boot)");
 ABSL_FLAG(std::string, initrd, "", "file loaded as multiboot module 0 (boot)");
-ABSL_FLAG(int64_t, max_time, 1'000'000'000,
-          "virtual time limit in ticks (1 tick = 1 guest instruction = 1 virtual ns) (boot)");
+ABSL_FLAG(int64_t, max_time, 0,
+          "virtual time limit in ticks (1 tick = 1 guest instruction = 1 virtual ns); "
+          "0 = none, as QEMU (boot)");
+ABSL_FLAG(double, timeout, 0,
+          "wall-clock limit in seconds, exit 124 when reached; 0 = none (boot)");
 ABSL_FLAG(std::string, filter, "", "benchmark name regex (bench)");
 ABSL_FLAG(std::string, json, "", "merged Google Benchmark JSON output file (bench)");
 ABSL_FLAG(double, min_time, 0, "minimum seconds per benchmark, 0 = default (bench)");
@@ -71,7 +74,8 @@ Usage:
       [--cpus=N] [--ram=SIZE]    QEMU -kernel style, on the PC platform; exits
       [--append=CMDLINE]         with the guest's debug-exit status
       [--initrd=FILE] [--device=NAME[,key=value...]]... [--cpu=-x2apic]
-      [--trace=...] [--max_time=T]       devices: edu, irqlab-testdev, wcn6855,
+      [--trace=...] [--max_time=T] [--timeout=S]   no limit by default;
+                                 devices: edu, irqlab-testdev, wcn6855,
                                  irqlab-nic, intel-iommu[,intremap=on|off][,eim=on|off]
                                  [,posted=on|off][,cfi=on|off]
                                  [,devtlb=off|on|noanswer|badcompletion]
@@ -137,6 +141,7 @@ const std::vector<FlagScope>& FlagScopes() {
       {"append", {"boot"}},
       {"initrd", {"boot"}},
       {"max_time", {"boot"}},
+      {"timeout", {"boot"}},
       {"cpu", {"boot"}},
       {"device", {"boot"}},
       {"filter", {"bench"}},
@@ -282,8 +287,14 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
     std::cerr << "irqlab boot: give exactly one kernel (a file or a built-in name)\n";
     return kExitUsage;
   }
-  if (const int64_t t = absl::GetFlag(FLAGS_max_time); t <= 0) {
-    std::cerr << "irqlab boot: --max_time: must be > 0 ticks, got " << t << "\n";
+  if (const int64_t t = absl::GetFlag(FLAGS_max_time); t < 0) {
+    std::cerr << "irqlab boot: --max_time: must be >= 0 ticks (0 = no limit), got " << t
+              << "\n";
+    return kExitUsage;
+  }
+  if (const double t = absl::GetFlag(FLAGS_timeout); !(t >= 0)) {
+    std::cerr << "irqlab boot: --timeout: must be >= 0 seconds (0 = no limit), got " << t
+              << "\n";
     return kExitUsage;
   }
   absl::StatusOr<uint64_t> ram = ParseSize(absl::GetFlag(FLAGS_ram));
@@ -391,7 +402,10 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
     std::cerr << "irqlab boot: " << args[0] << ": " << st.message() << "\n";
     return kExitUsage;
   }
-  RunResult r = (*machine)->Run(static_cast<uint64_t>(absl::GetFlag(FLAGS_max_time)));
+  const int64_t max_time = absl::GetFlag(FLAGS_max_time);
+  RunResult r = (*machine)->Run(
+      max_time == 0 ? Machine::kNoTimeLimit : static_cast<uint64_t>(max_time),
+      absl::GetFlag(FLAGS_timeout));
   tracer.Finish();
   std::cout.flush();
   return ReportRun(r);
