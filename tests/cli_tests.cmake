@@ -219,3 +219,22 @@ add_test(NAME cli.boot_wall_timeout COMMAND ${CMAKE_COMMAND}
          -DIRQLAB=$<TARGET_FILE:irqlab> "-DREGEX=^irqlab: wall-clock timeout of 0.3 s reached at virtual time [0-9]+\n$"
          -DEXPECT_RC=124 "-DARGS=boot;irqloop;--quiet;--append=spin=1;--timeout=0.3"
          -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_exit.cmake)
+
+# CPU identity (emu/cpu/cpu_model.h): GenuineIntel by default, Unicorn's AMD
+# identity on request; `irqlab cpus` lists the models; bad specs exit 2.
+add_test(NAME cli.cpu_default_vendor_intel COMMAND ${CMAKE_COMMAND}
+         -DIRQLAB=$<TARGET_FILE:irqlab> -DEXPECT_RC=1 "-DSTDERR_REGEX=^$"
+         "-DSTDOUT_REGEX=cpuid.0 vendor 'GenuineIntel', max leaf 0x16\n.*PASS: hello"
+         "-DARGS=boot;hello" -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_output.cmake)
+add_test(NAME cli.cpu_qemu64_vendor_amd COMMAND ${CMAKE_COMMAND}
+         -DIRQLAB=$<TARGET_FILE:irqlab> -DEXPECT_RC=1 "-DSTDERR_REGEX=^$"
+         "-DSTDOUT_REGEX=cpuid.0 vendor 'AuthenticAMD', max leaf 0xd\ncpuid.1 ecx=0x80002001 .*PASS: hello"
+         "-DARGS=boot;hello;--cpu=qemu64,-x2apic,-tsc-deadline" -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_output.cmake)
+add_test(NAME cli.cpus_lists_models COMMAND ${CMAKE_COMMAND}
+         -DIRQLAB=$<TARGET_FILE:irqlab> -DEXPECT_RC=0 "-DSTDERR_REGEX=^$"
+         "-DSTDOUT_REGEX=^CPU models .*\n  skylake  GenuineIntel.*\n  qemu64   AuthenticAMD"
+         "-DARGS=cpus" -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_output.cmake)
+irqlab_bad_input(cpu_unknown_model "^irqlab boot: --cpu: unknown CPU model \"pentium\" \\(known: skylake, qemu64; see irqlab cpus\\)\n$"
+  boot hello --cpu=pentium)
+irqlab_bad_input(cpu_unknown_feature "^irqlab boot: --cpu: unknown feature \"\\+avx\"" boot hello --cpu=skylake,+avx)
+irqlab_bad_input(scenario_cpu_model "machine.cpu_model: unknown CPU model \"k6\"" run ${BAD}/unknown_cpu_model.textproto)

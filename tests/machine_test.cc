@@ -265,3 +265,36 @@ TEST(MachineTest, KernelBeyondRamIsRefused) {
 
 }  // namespace
 }  // namespace irqlab
+
+namespace irqlab {
+namespace {
+
+// SDM vol. 3, 11.4.3: with IA32_APIC_BASE.EN cleared, CPUID.1:EDX.APIC
+// (bit 9) reads 0. The kernel reports bit 9 before (bit 0 of the exit value)
+// and after (bit 1) clearing EN: 0b01 -> debug-exit status 3.
+TEST(MachineTest, CpuidApicBitFollowsApicBaseEnable) {
+  auto b = Boot({0xB8, 0x01, 0, 0, 0,           // mov eax, 1
+                 0x0F, 0xA2,                    // cpuid
+                 0x89, 0xD6,                    // mov esi, edx
+                 0xB9, 0x1B, 0, 0, 0,           // mov ecx, IA32_APIC_BASE
+                 0x0F, 0x32,                    // rdmsr
+                 0x25, 0xFF, 0xF7, 0xFF, 0xFF,  // and eax, ~EN (bit 11)
+                 0x0F, 0x30,                    // wrmsr
+                 0xB8, 0x01, 0, 0, 0,           // mov eax, 1
+                 0x0F, 0xA2,                    // cpuid
+                 0xC1, 0xEE, 0x09,              // shr esi, 9
+                 0x83, 0xE6, 0x01,              // and esi, 1
+                 0xC1, 0xEA, 0x09,              // shr edx, 9
+                 0x83, 0xE2, 0x01,              // and edx, 1
+                 0xD1, 0xE2,                    // shl edx, 1
+                 0x09, 0xD6,                    // or esi, edx
+                 0x89, 0xF0,                    // mov eax, esi
+                 0xE7, 0xF4});                  // out 0xf4, eax
+  ASSERT_NE(b, nullptr);
+  RunResult r = b->machine->Run(1'000'000);
+  EXPECT_EQ(r.outcome, RunResult::Outcome::kExit) << r.detail;
+  EXPECT_EQ(r.exit_status, 3);  // before: APIC 1, after: APIC 0
+}
+
+}  // namespace
+}  // namespace irqlab

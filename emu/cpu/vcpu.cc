@@ -313,7 +313,10 @@ class Vcpu::Impl {
  public:
   Impl(const VcpuConfig& config, GuestRam* ram, VcpuHost* host,
        InterruptSource* irq, Tracer* tracer)
-      : config_(config), ram_(ram), host_(host), irq_(irq), tracer_(tracer) {}
+      : config_(config),
+        model_(config.cpu_model != nullptr ? config.cpu_model
+                                           : FindCpuModel(kDefaultCpuModel)),
+        ram_(ram), host_(host), irq_(irq), tracer_(tracer) {}
   ~Impl() {
     CloseEngine();
     if (rom_) munmap(rom_, kRomSize);
@@ -469,7 +472,7 @@ class Vcpu::Impl {
     rom_[kRomMode] = 1;
     uint16_t seg = static_cast<uint16_t>(vector) << 8;
     std::memcpy(rom_ + kRomSipiSeg, &seg, 2);
-    uint32_t edx = GetCalibration().cpuid1[0];  // processor signature (SDM 9.1.4)
+    uint32_t edx = model_->signature;  // processor signature (SDM 9.1.4)
     std::memcpy(rom_ + kRomSipiEdx, &edx, 4);
     uc_ctl_remove_cache(uc_, kRomBase, kRomBase + 0x1000);
     uint64_t rip = kRomBase;
@@ -1591,37 +1594,26 @@ class Vcpu::Impl {
   static int OnCpuid(uc_engine*, void* ud) {
     return static_cast<Impl*>(ud)->Cpuid() ? 1 : 0;
   }
+  // Every leaf comes from the CPU model's table (emu/cpu/cpu_model.h);
+  // Unicorn's own model never answers.
   bool Cpuid() {
-    uint32_t leaf = static_cast<uint32_t>(Reg(UC_X86_REG_RAX));
-    uint32_t sub = static_cast<uint32_t>(Reg(UC_X86_REG_RCX));
-    uint32_t a, b, c, d;
+    const uint32_t leaf = static_cast<uint32_t>(Reg(UC_X86_REG_RAX));
+    const uint32_t sub = static_cast<uint32_t>(Reg(UC_X86_REG_RCX));
+    CpuidInputs in;
+    in.apic_id = config_.apic_id;
+    in.num_cpus = config_.num_cpus;
+    in.x2apic = config_.x2apic;
+    in.tsc_deadline = config_.tsc_deadline;
     if (leaf == 1) {
-      const Calibration& cal = GetCalibration();
-      a = cal.cpuid1[0];
-      b = (cal.cpuid1[1] & 0x0000FFFF) | ((config_.apic_id & 0xFF) << 24) |
-          ((static_cast<uint32_t>(config_.num_cpus) & 0xFF) << 16);
-      c = cal.cpuid1[2] & ~((1u << 21) | (1u << 24));
-      if (config_.x2apic) c |= 1u << 21;
-      if (config_.tsc_deadline) c |= 1u << 24;
-      d = cal.cpuid1[3] | (1u << 9) | (config_.num_cpus > 1 ? (1u << 28) : 0);
-    } else if (leaf == 0xB) {
-      int bits = 0;
-      while ((1 << bits) < config_.num_cpus) ++bits;
-      d = config_.apic_id;
-      if (sub == 0) {
-        a = 0, b = 1, c = (1u << 8) | 0;
-      } else if (sub == 1) {
-        a = bits, b = config_.num_cpus, c = (2u << 8) | 1;
-      } else {
-        a = 0, b = 0, c = sub & 0xFF;
-      }
-    } else {
-      return false;  // Unicorn's model answers
+      // SDM 11.4.3: CPUID.1:EDX.APIC reads 0 while IA32_APIC_BASE.EN is 0.
+      const std::optional<uint64_t> base = host_->ReadMsr(config_.index, 0x1B);
+      in.apic_enabled = !base || (*base & (1u << 11));
     }
-    SetReg(UC_X86_REG_RAX, a);
-    SetReg(UC_X86_REG_RBX, b);
-    SetReg(UC_X86_REG_RCX, c);
-    SetReg(UC_X86_REG_RDX, d);
+    const CpuidRegs r = model_->Cpuid(in, leaf, sub);
+    SetReg(UC_X86_REG_RAX, r.eax);
+    SetReg(UC_X86_REG_RBX, r.ebx);
+    SetReg(UC_X86_REG_RCX, r.ecx);
+    SetReg(UC_X86_REG_RDX, r.edx);
     return true;
   }
 
@@ -1635,6 +1627,7 @@ class Vcpu::Impl {
 
   // Static configuration.
   const VcpuConfig config_;
+  const CpuModel* const model_;  // never null
   GuestRam* const ram_;
   VcpuHost* const host_;
   InterruptSource* const irq_;

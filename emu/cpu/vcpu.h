@@ -24,6 +24,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "emu/core/interrupt_source.h"
+#include "emu/cpu/cpu_model.h"
 
 namespace irqlab {
 
@@ -57,6 +58,9 @@ struct VcpuConfig {
   int num_cpus = 1;          // CPUID logical processor count.
   bool x2apic = true;        // CPUID.1:ECX.x2APIC[21]
   bool tsc_deadline = true;  // CPUID.1:ECX.TSC-Deadline[24]
+  // Every CPUID leaf (emu/cpu/cpu_model.h); null: the default model. Not
+  // owned (the models are static).
+  const CpuModel* cpu_model = nullptr;
 };
 
 class Vcpu {

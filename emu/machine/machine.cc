@@ -172,6 +172,7 @@ absl::Status Machine::Init() {
     vc.num_cpus = config_.cpus;
     vc.x2apic = config_.x2apic;
     vc.tsc_deadline = config_.tsc_deadline;
+    vc.cpu_model = config_.cpu_model;
     ASSIGN_OR_RETURN(std::unique_ptr<Vcpu> vcpu,
                      Vcpu::Create(vc, ram_.get(), this, lapics_[i].get(), tracer_));
     vcpus_.push_back(std::move(vcpu));

@@ -65,6 +65,8 @@ struct MachineConfig {
   uint64_t ram_bytes = 64ull << 20;
   bool x2apic = true;
   bool tsc_deadline = true;
+  // CPUID identity (emu/cpu/cpu_model.h); null: the default model.
+  const CpuModel* cpu_model = nullptr;
   uint64_t slice_ticks = 10000;
   // Echo guest serial output to this stream as it is written (may be null).
   std::ostream* console = nullptr;

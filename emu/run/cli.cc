@@ -23,6 +23,7 @@
 #include "absl/strings/str_split.h"
 #include "emu/run/bench_runner.h"
 #include "emu/run/campaign.h"
+#include "emu/cpu/cpu_model.h"
 #include "emu/machine/machine.h"
 #include "emu/run/scenario.h"
 #include "firmware-stubs/builtin_kernels.h"
@@ -46,8 +47,8 @@ ABSL_FLAG(std::string, json, "", "merged Google Benchmark JSON output file (benc
 ABSL_FLAG(double, min_time, 0, "minimum seconds per benchmark, 0 = default (bench)");
 ABSL_FLAG(bool, quiet, false, "do not echo the guest's serial output");
 ABSL_FLAG(std::string, cpu, "",
-          "CPU features, comma-separated: -x2apic / +x2apic, -tsc-deadline / "
-          "+tsc-deadline (default: both advertised) (boot)");
+          "CPU model and features, QEMU style: MODEL[,+feat,-feat], e.g. "
+          "qemu64,-x2apic; models and features: irqlab cpus (boot)");
 ABSL_FLAG(std::string, seeds, "", "seed range A..B (or one seed N) to run (campaign)");
 ABSL_FLAG(int32_t, jobs, 0, "worker processes at a time; 0 = one per CPU (campaign, test)");
 ABSL_FLAG(std::string, results, "",
@@ -73,7 +74,8 @@ Usage:
   irqlab boot KERNEL             boot a multiboot kernel (file or built-in name),
       [--cpus=N] [--ram=SIZE]    QEMU -kernel style, on the PC platform; exits
       [--append=CMDLINE]         with the guest's debug-exit status
-      [--initrd=FILE] [--device=NAME[,key=value...]]... [--cpu=-x2apic]
+      [--initrd=FILE] [--device=NAME[,key=value...]]...
+      [--cpu=MODEL[,+feat,-feat]]  CPU identity (default skylake: GenuineIntel)
       [--trace=...] [--max_time=T] [--timeout=S]   no limit by default;
                                  devices: edu, irqlab-testdev, wcn6855,
                                  irqlab-nic, intel-iommu[,intremap=on|off][,eim=on|off]
@@ -89,6 +91,7 @@ Usage:
         answer device-TLB invalidations: off (DT=0, accepted), on (completed),
         noanswer (time-out: FSTS.ITE), badcompletion (FSTS.ICE)
   irqlab kernels                 list the built-in guest kernels
+  irqlab cpus                    list the CPU models (every CPUID leaf: emu/cpu/cpu_model.cc)
   irqlab test DIR...             run every *.textproto under DIR (recursively,
       [--junit=out.xml]          sorted) as a regression suite: PASS/FAIL per
       [--jobs=N]                 scenario with the failing expectations, a
@@ -311,25 +314,14 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
   }
   mc.ram_bytes = *ram;
   if (!absl::GetFlag(FLAGS_quiet)) mc.console = &std::cout;
-  const std::vector<std::string> features =
-      absl::StrSplit(absl::GetFlag(FLAGS_cpu), ',', absl::SkipEmpty());
-  for (const std::string& f : features) {
-    const bool on = f[0] == '+';
-    const std::string name = (f[0] == '+' || f[0] == '-') ? f.substr(1) : f;
-    if (name == "x2apic") {
-      mc.x2apic = on;
-    } else if (name == "tsc-deadline") {
-      mc.tsc_deadline = on;
-    } else {
-      std::cerr << "irqlab boot: --cpu: unknown feature \"" << f
-                << "\" (known: -x2apic, +x2apic, -tsc-deadline, +tsc-deadline)\n";
-      return kExitUsage;
-    }
-    if (f[0] != '+' && f[0] != '-') {
-      std::cerr << "irqlab boot: --cpu: write +" << name << " or -" << name << "\n";
-      return kExitUsage;
-    }
+  absl::StatusOr<CpuSpec> cpu = ParseCpuSpec(absl::GetFlag(FLAGS_cpu));
+  if (!cpu.ok()) {
+    std::cerr << "irqlab boot: --cpu: " << cpu.status().message() << "\n";
+    return kExitUsage;
   }
+  mc.cpu_model = cpu->model;
+  mc.x2apic = cpu->x2apic;
+  mc.tsc_deadline = cpu->tsc_deadline;
   for (const std::string& d : devices) {
     absl::StatusOr<MachineConfig::Device> spec = ParseDeviceSpec(d);
     if (!spec.ok()) {
@@ -505,6 +497,10 @@ int RunCommand(const char* program, const std::string& cmd, std::vector<std::str
   if (cmd == "run") return CmdRun(args);
   if (cmd == "boot") return CmdBoot(args, devices);
   if (cmd == "kernels") return CmdKernels();
+  if (cmd == "cpus") {
+    std::cout << DescribeCpuModels();
+    return kExitOk;
+  }
   if (cmd == "test") return TestMain(CampaignFlags(program, args));
   if (cmd == "campaign") {
     if (const int64_t n = absl::GetFlag(FLAGS_shards); n < -1) {
@@ -538,7 +534,8 @@ int RunCommand(const char* program, const std::string& cmd, std::vector<std::str
 }
 
 bool IsCommand(std::string_view cmd) {
-  for (std::string_view c : {"run", "boot", "kernels", "test", "campaign", "merge", "bench"}) {
+  for (std::string_view c :
+       {"run", "boot", "kernels", "cpus", "test", "campaign", "merge", "bench"}) {
     if (c == cmd) return true;
   }
   return false;

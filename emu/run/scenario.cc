@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "emu/cpu/cpu_model.h"
 #include "emu/run/fault_injection.h"
 #include "emu/core/status_macros.h"
 #include "firmware-stubs/builtin_kernels.h"
@@ -421,6 +422,14 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
   }
   if (s.machine().has_x2apic()) mc.x2apic = s.machine().x2apic();
   if (s.machine().has_tsc_deadline()) mc.tsc_deadline = s.machine().tsc_deadline();
+  if (!s.machine().cpu_model().empty()) {
+    mc.cpu_model = FindCpuModel(s.machine().cpu_model());
+    if (mc.cpu_model == nullptr) {
+      absl::StatusOr<CpuSpec> spec = ParseCpuSpec(s.machine().cpu_model());
+      return absl::InvalidArgumentError(absl::StrCat(
+          "machine.cpu_model: ", spec.ok() ? "give a model name only" : spec.status().message()));
+    }
+  }
   if (s.machine().slice_ticks() != 0) mc.slice_ticks = s.machine().slice_ticks();
   if (!s.machine().ram().empty()) {
     absl::StatusOr<uint64_t> ram = ParseSize(s.machine().ram());

@@ -20,7 +20,9 @@ int main(void) {
          boot_info.mem_upper_kb);
   printf("cmdline: '%s'\n", cmdline());
   printf("bsp apic id %u (cpuid), %u (lapic)\n", cpuid_apic_id(), lapic_id());
-  uint32_t a, b, c, d, sig[3];
+  uint32_t a, b, c, d, sig[3], vendor[3];
+  cpuid(0, &a, &vendor[0], &vendor[2], &vendor[1]);
+  printf("cpuid.0 vendor '%.12s', max leaf 0x%x\n", (const char *)vendor, a);
   cpuid(1, &a, &b, &c, &d);
   cpuid(0x40000000, &a, &sig[0], &sig[1], &sig[2]);
   printf("cpuid.1 ecx=0x%x edx=0x%x; leaf 0x40000000: max 0x%x '%.12s'\n", c, d, a,
