@@ -164,22 +164,44 @@ uint64_t PciHost::ConfigIo::Read(const AccessOrigin& origin, uint64_t offset,
   const uint8_t bus = (address_ >> 16) & 0xFF;
   const uint8_t dev = (address_ >> 11) & 0x1F;
   const uint8_t fn = (address_ >> 8) & 0x7;
-  const uint16_t reg = (address_ & 0xFC) + (offset & 3);
-  return host_->ConfigRead(bus, dev, fn, reg, size, origin.cpu);
+  return host_->ConfigRead(bus, dev, fn, Register(offset), size, origin.cpu);
+}
+
+// The register CONFIG_DATA port `offset` (4..7) selects.
+uint16_t PciHost::ConfigIo::Register(uint64_t offset) const {
+  // PCI 3.0 3.2.2.3.2: bits 1:0 of CONFIG_ADDRESS are 0, the byte comes from
+  // the data port; QEMU ORs the bits it kept (pci_host_data_read).
+  if (host_->options_.compat == CompatProfile::kQemu) {
+    return static_cast<uint16_t>((address_ & 0xFF) | (offset & 3));
+  }
+  return static_cast<uint16_t>((address_ & 0xFC) + (offset & 3));
 }
 
 void PciHost::ConfigIo::Write(const AccessOrigin& origin, uint64_t offset,
                               unsigned size, uint64_t value) {
   if (offset < 4) {
-    if (offset == 0 && size == 4) address_ = static_cast<uint32_t>(value) & ~3u;
+    if (offset != 0 || size != 4) return;
+    address_ = static_cast<uint32_t>(value);
+    if (host_->options_.compat == CompatProfile::kQemu || (address_ & 3) == 0) return;
+    address_ &= ~3u;  // PCI 3.0 3.2.2.3.2: bits 1:0 read as 0
+    if ((value & pci::kConfigAddressEnable) && host_->platform_.tracer != nullptr &&
+        host_->platform_.tracer->enabled()) {
+      host_->platform_.tracer->Emit(
+          host_->platform_.clock != nullptr ? host_->platform_.clock->Now() : 0,
+          trace::COMPAT, origin.cpu,
+          absl::StrFormat("CONFIG_ADDRESS written with bits 1:0 = %u: ignored (PCI 3.0 "
+                          "3.2.2.3.2); QEMU adds them to the register offset "
+                          "(--compat=qemu)",
+                          static_cast<unsigned>(value & 3)),
+          -1, 0xCF8, value, 0);
+    }
     return;
   }
   if (!(address_ & pci::kConfigAddressEnable) || size > 4) return;
   const uint8_t bus = (address_ >> 16) & 0xFF;
   const uint8_t dev = (address_ >> 11) & 0x1F;
   const uint8_t fn = (address_ >> 8) & 0x7;
-  const uint16_t reg = (address_ & 0xFC) + (offset & 3);
-  host_->ConfigWrite(bus, dev, fn, reg, size, static_cast<uint32_t>(value),
+  host_->ConfigWrite(bus, dev, fn, Register(offset), size, static_cast<uint32_t>(value),
                      origin.cpu);
 }
 

@@ -12,6 +12,10 @@
 //     not modelled). CONFIG_DATA (0xCFC-0xCFF) accesses register
 //     (CONFIG_ADDRESS & 0xFC) + (port & 3) with the access size (1, 2, 4);
 //     with the enable bit clear they read all-ones and writes are dropped.
+//     Compatibility profile kQemu (emu/core/compat.h): CONFIG_ADDRESS keeps
+//     bits 1:0 as written and CONFIG_DATA accesses register
+//     (CONFIG_ADDRESS & 0xFF) | (port & 3), as QEMU does; under kSpec a
+//     write with bits 1:0 set and the enable bit set is traced as COMPAT.
 //   * ECAM / MMCONFIG (PCIe 7.2.2): ecam() is an IoHandler for
 //     [ecam_base, ecam_base + 1 MiB * buses), address = bus << 20 | dev << 15
 //     | fn << 12 | register, full 4 KiB space per function. Accesses of 1, 2,
@@ -68,6 +72,7 @@
 
 #include "absl/status/status.h"
 #include "emu/core/address_space.h"
+#include "emu/core/compat.h"
 #include "emu/core/clock.h"
 #include "emu/core/io.h"
 #include "emu/core/irq_line.h"
@@ -100,6 +105,8 @@ class PciHost {
     uint64_t io_window_base = 0xC000;
     uint64_t io_window_end = 0x10000;       // exclusive
     bool firmware_enables_bus_master = false;
+    // CONFIG_ADDRESS bits 1:0 (emu/core/compat.h).
+    CompatProfile compat = CompatProfile::kSpec;
   };
   // Not owned; may be null (no memory/io space: no BARs decode; no dma:
   // functions cannot master; no intx_target: INTx lines unconnected).
@@ -163,6 +170,7 @@ class PciHost {
     uint32_t config_address() const { return address_; }
 
    private:
+    uint16_t Register(uint64_t offset) const;
     PciHost* host_;
     uint32_t address_ = 0;
   };

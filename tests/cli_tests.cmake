@@ -238,3 +238,10 @@ irqlab_bad_input(cpu_unknown_model "^irqlab boot: --cpu: unknown CPU model \"pen
   boot hello --cpu=pentium)
 irqlab_bad_input(cpu_unknown_feature "^irqlab boot: --cpu: unknown feature \"\\+avx\"" boot hello --cpu=skylake,+avx)
 irqlab_bad_input(scenario_cpu_model "machine.cpu_model: unknown CPU model \"k6\"" run ${BAD}/unknown_cpu_model.textproto)
+
+# The QEMU-compatibility profile (emu/core/compat.h).
+irqlab_bad_input(compat_value "^irqlab boot: --compat: must be spec or qemu, got \"kvm\"\n$" boot hello --compat=kvm)
+add_test(NAME cli.boot_compat_qemu COMMAND ${CMAKE_COMMAND}
+         -DIRQLAB=$<TARGET_FILE:irqlab> -DREGEX=^$ -DEXPECT_RC=1
+         "-DARGS=boot;pci;--quiet;--compat=qemu;--device=edu"
+         -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_exit.cmake)

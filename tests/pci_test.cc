@@ -55,6 +55,33 @@ TEST(PciConfigTest, ConfigAddressIsDwordOnlyAndEnableGatesData) {
   EXPECT_EQ(tb.CfgRead(0, 0, kCommand, 2), 0u);
 }
 
+// Kernels written for QEMU put the register's low bits into CONFIG_ADDRESS
+// (0x80000000 | bdf << 8 | 0x02) and read a word at 0xCFC. PCI 3.0
+// 3.2.2.3.2 (the default, CompatProfile::kSpec): bits 1:0 read 0 and the
+// byte comes from the data port, so the read returns register 0x00 (vendor
+// 0x8086) — and a COMPAT trace line says why a QEMU guest would be
+// surprised. CompatProfile::kQemu keeps the bits and ORs them into the
+// register (QEMU's pci_host_data_read): register 0x02, device 0x29C0.
+TEST(PciConfigTest, UnalignedConfigAddressFollowsTheCompatProfile) {
+  PciTestbed spec;
+  spec.io.Write(kCpu0, 0xCF8, 4, 0x80000002);
+  EXPECT_EQ(spec.io.Read(kCpu0, 0xCF8, 4), 0x80000000u);
+  EXPECT_EQ(spec.io.Read(kCpu0, 0xCFC, 2), 0x8086u);
+  ASSERT_EQ(spec.Events(trace::COMPAT).size(), 1u);
+  EXPECT_NE(spec.Events(trace::COMPAT)[0].detail().find("bits 1:0 = 2: ignored"),
+            std::string::npos);
+
+  PciTestbed qemu(PciHost::Options{.compat = CompatProfile::kQemu});
+  qemu.io.Write(kCpu0, 0xCF8, 4, 0x80000002);
+  EXPECT_EQ(qemu.io.Read(kCpu0, 0xCF8, 4), 0x80000002u);
+  EXPECT_EQ(qemu.io.Read(kCpu0, 0xCFC, 2), 0x29C0u);
+  qemu.io.Write(kCpu0, 0xCF8, 4, 0x80000003);
+  EXPECT_EQ(qemu.io.Read(kCpu0, 0xCFC, 1), 0x29u);
+  EXPECT_TRUE(qemu.Events(trace::COMPAT).empty());
+  // Aligned accesses are the same in both profiles.
+  EXPECT_EQ(qemu.CfgRead(0, 0, 0x00, 4), 0x29C08086u);
+}
+
 // PCI 3.0 6.1: a configuration read of a function that does not exist
 // terminates with master abort and returns all-ones; writes are dropped.
 // Bus 1 does not exist at all.

@@ -244,7 +244,7 @@ absl::Status Machine::InitPci() {
       .intx_target = ioapic_.get(),
       .tracer = tracer_,
       .clock = this,
-  });
+  }, PciHost::Options{.compat = config_.compat});
   RETURN_IF_ERROR(pci_host_->MapConfigAccess());
   for (const MachineConfig::Device& d : config_.devices) {
     if (d.name == "edu") {

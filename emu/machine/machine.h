@@ -72,6 +72,8 @@ struct MachineConfig {
   std::ostream* console = nullptr;
   // IOAPIC route-cache ordering (seed 003); the fixed order by default.
   RouteUpdateOrder ioapic_route_update = RouteUpdateOrder::kUpdateBeforeService;
+  // Where QEMU departs from the specs (emu/core/compat.h).
+  CompatProfile compat = CompatProfile::kSpec;
   // IOAPIC version register: 0x20 (with the EOI register) or 0x11.
   uint8_t ioapic_version = 0x20;
   // APIC bus: honour the extended destination ID MSI convention.

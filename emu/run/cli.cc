@@ -40,6 +40,9 @@ ABSL_FLAG(std::string, initrd, "", "file loaded as multiboot module 0 (boot)");
 ABSL_FLAG(int64_t, max_time, 0,
           "virtual time limit in ticks (1 tick = 1 guest instruction = 1 virtual ns); "
           "0 = none, as QEMU (boot)");
+ABSL_FLAG(std::string, compat, "spec",
+          "spec (default) or qemu: QEMU's departures from the specs that guests written "
+          "for QEMU rely on (boot)");
 ABSL_FLAG(double, timeout, 0,
           "wall-clock limit in seconds, exit 124 when reached; 0 = none (boot)");
 ABSL_FLAG(std::string, filter, "", "benchmark name regex (bench)");
@@ -76,6 +79,8 @@ Usage:
       [--append=CMDLINE]         with the guest's debug-exit status
       [--initrd=FILE] [--device=NAME[,key=value...]]...
       [--cpu=MODEL[,+feat,-feat]]  CPU identity (default skylake: GenuineIntel)
+      [--compat=qemu]            QEMU's departures from the specs (default: spec,
+                                 with a COMPAT trace line where a guest relies on one)
       [--trace=...] [--max_time=T] [--timeout=S]   no limit by default;
                                  devices: edu, irqlab-testdev, wcn6855,
                                  irqlab-nic, intel-iommu[,intremap=on|off][,eim=on|off]
@@ -145,6 +150,7 @@ const std::vector<FlagScope>& FlagScopes() {
       {"initrd", {"boot"}},
       {"max_time", {"boot"}},
       {"timeout", {"boot"}},
+      {"compat", {"boot"}},
       {"cpu", {"boot"}},
       {"device", {"boot"}},
       {"filter", {"bench"}},
@@ -317,6 +323,12 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
   absl::StatusOr<CpuSpec> cpu = ParseCpuSpec(absl::GetFlag(FLAGS_cpu));
   if (!cpu.ok()) {
     std::cerr << "irqlab boot: --cpu: " << cpu.status().message() << "\n";
+    return kExitUsage;
+  }
+  if (const std::string c = absl::GetFlag(FLAGS_compat); c == "qemu") {
+    mc.compat = CompatProfile::kQemu;
+  } else if (c != "spec") {
+    std::cerr << "irqlab boot: --compat: must be spec or qemu, got \"" << c << "\"\n";
     return kExitUsage;
   }
   mc.cpu_model = cpu->model;
