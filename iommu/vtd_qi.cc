@@ -1,8 +1,14 @@
 // VtdUnit, queued invalidation ([VT-d] 6.5.2): fetching and executing the
-// invalidation descriptors, the device-TLB completion errors (ICE/ITE), and
-// the queue's fault-injection hooks. The register file, interrupt
-// remapping and fault recording are in vtd_unit.cc; the model and its
-// contracts are in vtd_unit.h.
+// invalidation descriptors, the queue errors (IQE, and the device-TLB
+// completion errors ICE/ITE), and the queue's fault-injection hooks. The
+// register file is in vtd_unit.cc, interrupt remapping and the interrupt
+// entry cache in vtd_ir.cc, fault recording and the event interrupts in
+// vtd_fault.cc; the model and its contracts are in vtd_unit.h.
+//
+// Not modelled here: scalable-mode descriptors (PASID-based IOTLB and
+// device-TLB, PASID cache, page group response: an invalid type, IQE),
+// page requests (the wait descriptor's PD bit is reserved), asynchronous
+// processing except through the injected delay.
 #include <cstdint>
 #include <string>
 
@@ -182,6 +188,18 @@ void VtdUnit::ProcessQueue() {
   // an injected stall holds the queue (a wait may still follow).
   if (devtlb_pending_ && !qi_stalled_) RaiseIte(false, 0, 0);
   processing_queue_ = false;
+}
+
+void VtdUnit::RaiseIqe(vtd::Iqei why, uint64_t descriptor_address,
+                       uint64_t qw0, const std::string& what) {
+  const bool was_pending = AnyStatusPending();
+  fsts_ |= Fsts::kIqe;
+  reorder_active_ = false;  // an injected reorder ends at a queue error
+  iqercd_ = (iqercd_ & ~vtd::Iqercd::kIqeiMask) | static_cast<uint64_t>(why);
+  Trace(trace::QI_DESCRIPTOR,
+        absl::StrFormat("IQE: %s; queue stopped at IQH %#x", what, iqh_), -1,
+        descriptor_address, qw0);
+  RaiseFaultCondition(was_pending);
 }
 
 void VtdUnit::RaiseIte(bool wait_aborted, uint64_t wait_address,

@@ -143,6 +143,12 @@
 // ATS itself (device-TLBs are not modelled in the devices; `device_tlb`
 // says how the endpoints answer), fault collapsing of identical faults, interrupt virtualization beyond posting.
 //
+// Implementation, one file per spec chapter: vtd_unit.cc (construction,
+// the register page, GCMD/GSTS, the root-table and IRTA pointers; ch. 11),
+// vtd_ir.cc (interrupt remapping with the IEC, posting, guest-owned MSI;
+// ch. 5, 9.10-9.12), vtd_fault.cc (fault recording, FSTS, the fault and
+// invalidation events; ch. 7), vtd_qi.cc (queued invalidation; 6.5.2).
+//
 // Thread-compatible (the machine runs on one host thread); no locks. The
 // posted-interrupt descriptor's PIR bit and ON are set with atomic RMWs so a
 // vCPU thread reading the descriptor never sees a torn update.
@@ -414,11 +420,10 @@ class VtdUnit final : public IoHandler, public MsiSink, public InterruptRemapper
     uint64_t hi = 0;  // bit 63 = F
   };
 
+  // Register file (vtd_unit.cc).
   uint32_t ReadDword(uint64_t offset) const;
   void WriteDword(uint64_t offset, uint32_t value);
   void WriteGcmd(uint32_t value);
-  void WriteFsts(uint32_t value);
-  void WriteFaultRecordDword(uint64_t offset, uint32_t value);
   void WriteCcmdHigh(uint32_t value);
   void WriteIotlbHigh(uint32_t value);
   static uint64_t SetLow(uint64_t reg, uint32_t v) {
@@ -427,8 +432,12 @@ class VtdUnit final : public IoHandler, public MsiSink, public InterruptRemapper
   static uint64_t SetHigh(uint64_t reg, uint32_t v) {
     return (reg & 0xFFFFFFFF) | (uint64_t{v} << 32);
   }
+  // Context-cache / IOTLB invalidation for the DMA side (register-based
+  // and queued).
+  void InvalidateContextCache(const ContextCacheInvalidation& inv);
+  void InvalidateIotlb(const IotlbInvalidation& inv);
 
-  // Interrupt remapping.
+  // Interrupt remapping (vtd_ir.cc).
   // Blocks `message` with `reason`; `fpd` = the IRTE's FPD (honoured for
   // qualified faults only).
   void InterruptFault(const MsiMessage& message, uint8_t reason,
@@ -453,29 +462,34 @@ class VtdUnit final : public IoHandler, public MsiSink, public InterruptRemapper
   MsiOutcome SendDownstream(const MsiMessage& message, uint32_t destination,
                             bool wide);
 
-  // Fault reporting. Record() writes a fault register (or sets PFO) and
-  // raises the fault event; *slot = register index when recorded.
+  // Fault recording and the event interrupts (vtd_fault.cc). Record()
+  // writes a fault register (or sets PFO) and raises the fault event;
+  // *slot = register index when recorded.
+  uint32_t ReadFaultRecordDword(uint64_t offset) const;
+  void WriteFaultRecordDword(uint64_t offset, uint32_t value);
+  void WriteFsts(uint32_t value);
+  void WriteFectl(uint32_t value);
+  void WriteIectl(uint32_t value);
   bool Record(const vtd::FaultRecord& record, int* slot);
   bool AnyStatusPending() const;
   void RaiseFaultCondition(bool was_pending);
   void MaybeClearFaultPending();
   void SendFaultEvent();
+  void SendInvalidationEvent();
+
+  // Queued invalidation (vtd_qi.cc).
+  void ProcessQueue();
+  // Executes one descriptor; returns false (with *why set) if invalid.
+  bool ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
+                         vtd::Iqei* why, std::string* detail);
+  // Queue errors: an invalid descriptor or queue state (IQE).
   void RaiseIqe(vtd::Iqei why, uint64_t descriptor_address, uint64_t qw0,
                 const std::string& what);
-  void SendInvalidationEvent();
   // Device-TLB invalidation time-out (ITE) of the pending invalidation;
   // `wait_aborted`: the wait descriptor at `wait_address` was aborted.
   void RaiseIte(bool wait_aborted, uint64_t wait_address, uint64_t wait_qw0);
   // Invalid device-TLB invalidation completion (ICE).
   void RaiseIce(uint16_t completion_sid, uint16_t sid);
-
-  // Queued invalidation.
-  void ProcessQueue();
-  // Executes one descriptor; returns false (with *why set) if invalid.
-  bool ExecuteDescriptor(uint64_t desc_addr, const uint64_t qw[4],
-                         vtd::Iqei* why, std::string* detail);
-  void InvalidateContextCache(const ContextCacheInvalidation& inv);
-  void InvalidateIotlb(const IotlbInvalidation& inv);
 
   bool tracing() const { return tracer_ != nullptr && tracer_->enabled(); }
   void Trace(Stage stage, const std::string& detail, int vector = -1,
