@@ -95,11 +95,6 @@ std::string ShellQuote(const std::string& s) {
   return absl::StrCat("'", absl::StrReplaceAll(s, {{"'", "'\\''"}}), "'");
 }
 
-std::string DirOf(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  return slash == std::string::npos ? "." : path.substr(0, slash);
-}
-
 // Counts trace events by stage: remapping faults and injected faults.
 struct FaultCounts {
   uint64_t faults = 0;
@@ -951,7 +946,7 @@ TestCaseResult RunSuiteCase(const std::string& path) {
     return t;
   }
   RunOptions o;
-  o.base_dir = DirOf(path);
+  o.base_dir = ScenarioBaseDir(path);
   absl::StatusOr<ScenarioReport> report = RunScenario(*s, o);
   if (!report.ok()) {
     t.set_outcome("error");
@@ -1198,7 +1193,7 @@ int CampaignMain(const CampaignCommand& c, const EnvLookup& env) {
 
   const double start = Now();
   absl::StatusOr<std::vector<RunRecord>> records =
-      RunCampaign(config, ScenarioSeedRunner(*s, DirOf(file)), [&](const RunRecord& r) {
+      RunCampaign(config, ScenarioSeedRunner(*s, ScenarioBaseDir(file)), [&](const RunRecord& r) {
         out << RecordToJsonLine(r) << '\n';
         out.flush();
       });

@@ -162,8 +162,7 @@ int CmdRun(const std::vector<std::string>& files) {
   int worst = kExitOk;
   for (const std::string& f : files) {
     RunOptions o = CommonOptions();
-    const size_t slash = f.find_last_of('/');
-    o.base_dir = slash == std::string::npos ? "." : f.substr(0, slash);
+    o.base_dir = ScenarioBaseDir(f);
     const int rc = RunParsed(LoadScenarioFile(f), o);
     worst = std::max(worst, rc);
   }
