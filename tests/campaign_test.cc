@@ -1,7 +1,7 @@
-// Campaigns, shards, merges and suites (emu/run/campaign.h): seed ranges and
-// shard selection from the environment, the forked worker pool (crashes,
-// timeouts and early stops are recorded, never fatal), results files and
-// their merge, JUnit XML.
+// Campaigns, shards, merges and suites (emu/run/campaign.h, shard.h,
+// worker_pool.h, results.h, suite.h): seed ranges and shard selection from
+// the environment, the forked worker pool (crashes, timeouts and early stops
+// are recorded, never fatal), results files and their merge, JUnit XML.
 #include "emu/run/campaign.h"
 
 #include <signal.h>
@@ -22,7 +22,11 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "emu/run/results.h"
 #include "emu/run/scenario.h"
+#include "emu/run/shard.h"
+#include "emu/run/suite.h"
+#include "emu/run/worker_pool.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 

@@ -20,6 +20,7 @@
 #include "emu/run/campaign.h"
 #include "emu/machine/machine.h"
 #include "emu/run/scenario.h"
+#include "emu/run/shard.h"
 #include "firmware-stubs/builtin_kernels.h"
 
 ABSL_FLAG(std::string, trace, "",
