@@ -159,13 +159,11 @@ absl::StatusOr<std::vector<RunRecord>> RunCampaign(
       [&](size_t i) { return runner(seed_at(i)).SerializeAsString(); },
       [&](size_t i, WorkerResult w) {
         RunRecord r;
-        if (!w.ok() || !r.ParseFromString(w.payload)) {
-          const std::string what = w.ok() ? "exited without a valid result"
-                                           : w.Describe(config.worker_timeout_seconds);
-          r.Clear();
-          r.set_outcome(w.kind == WorkerResult::Kind::kTimedOut ? "timeout" : "crash");
-          r.add_failed(absl::StrCat("worker ", what));
-          r.set_detail(absl::StrCat("worker ", what));
+        if (const std::optional<WorkerFailure> failure =
+                ParseWorkerPayload(w, config.worker_timeout_seconds, &r)) {
+          r.set_outcome(failure->outcome);
+          r.add_failed(failure->detail);
+          r.set_detail(failure->detail);
         }
         r.set_seed(seed_at(i));
         if (r.outcome() == "error") {
@@ -243,6 +241,9 @@ void PrintCampaignSummary(const std::vector<RunRecord>& records, const std::stri
 
 namespace {
 
+// Exit codes of the three commands (campaign.h).
+constexpr int kOk = 0, kFailed = 1, kUsage = 2;
+
 // --jobs, 0 = the CPUs this process may run on (its affinity mask, which
 // container CPU sets restrict).
 int Jobs(int flag) {
@@ -260,10 +261,37 @@ bool ProgressBarWanted(const EnvLookup& env) {
   return !(term.has_value() && *term == "dumb");
 }
 
+// Checks --jobs and --worker_timeout (campaign, test); prints what is wrong
+// after `me` on stderr and returns false if either is bad.
+bool PoolFlagsValid(const std::string& me, const CampaignCommand& c) {
+  if (c.jobs < 0) {
+    std::cerr << me << ": --jobs=" << c.jobs << ": must be >= 1 (or 0: one per CPU)\n";
+    return false;
+  }
+  if (!(c.worker_timeout >= 0)) {
+    std::cerr << me << ": --worker_timeout=" << c.worker_timeout
+              << ": must be >= 0 seconds (0: none)\n";
+    return false;
+  }
+  return true;
+}
+
+// <scenario file stem>.campaign[.shard-K-of-N].jsonl
+std::string DefaultResultsPath(const std::string& scenario_file, const Shard& shard) {
+  std::string path = std::filesystem::path(scenario_file).stem().string() + ".campaign";
+  if (!shard.source.empty()) path += absl::StrFormat(".shard-%d-of-%d", shard.index, shard.count);
+  return path + ".jsonl";
+}
+
+int ExitCode(const std::vector<RunRecord>& records) {
+  const bool all_passed = std::all_of(records.begin(), records.end(),
+                                      [](const RunRecord& r) { return r.passed(); });
+  return all_passed ? kOk : kFailed;
+}
+
 }  // namespace
 
 int CampaignMain(const CampaignCommand& c, const EnvLookup& env) {
-  constexpr int kOk = 0, kFailed = 1, kUsage = 2;
   const std::string me = "irqlab campaign";
   if (c.args.size() != 1) {
     std::cerr << me << ": give exactly one scenario file (irqlab campaign FILE --seeds=A..B)\n";
@@ -278,15 +306,7 @@ int CampaignMain(const CampaignCommand& c, const EnvLookup& env) {
     std::cerr << me << ": --seeds=" << c.seeds << ": " << range.status().message() << "\n";
     return kUsage;
   }
-  if (c.jobs < 0) {
-    std::cerr << me << ": --jobs=" << c.jobs << ": must be >= 1 (or 0: one per CPU)\n";
-    return kUsage;
-  }
-  if (!(c.worker_timeout >= 0)) {
-    std::cerr << me << ": --worker_timeout=" << c.worker_timeout
-              << ": must be >= 0 seconds (0: none)\n";
-    return kUsage;
-  }
+  if (!PoolFlagsValid(me, c)) return kUsage;
   const std::string& file = c.args[0];
   absl::StatusOr<scenario::Scenario> s = LoadScenarioFile(file);
   if (!s.ok()) {
@@ -298,14 +318,7 @@ int CampaignMain(const CampaignCommand& c, const EnvLookup& env) {
     std::cerr << me << ": " << shard.status().message() << "\n";
     return kUsage;
   }
-  std::string results = c.results;
-  if (results.empty()) {
-    results = std::filesystem::path(file).stem().string() + ".campaign";
-    if (!shard->source.empty()) {
-      results += absl::StrFormat(".shard-%d-of-%d", shard->index, shard->count);
-    }
-    results += ".jsonl";
-  }
+  const std::string results = c.results.empty() ? DefaultResultsPath(file, *shard) : c.results;
   std::ofstream out(results, std::ios::binary | std::ios::trunc);
   if (!out) {
     std::cerr << me << ": --results=" << results << ": cannot write\n";
@@ -348,15 +361,13 @@ int CampaignMain(const CampaignCommand& c, const EnvLookup& env) {
                                records->size(), seconds,
                                seconds > 0 ? records->size() / seconds : 0.0, config.jobs,
                                results);
-  const bool all_passed = std::all_of(records->begin(), records->end(),
-                                      [](const RunRecord& r) { return r.passed(); });
-  return all_passed ? kOk : kFailed;
+  return ExitCode(*records);
 }
 
 int MergeMain(const CampaignCommand& c) {
-  constexpr int kOk = 0, kFailed = 1, kUsage = 2;
+  const std::string me = "irqlab merge";
   if (c.args.size() < 2) {
-    std::cerr << "irqlab merge: give the output file and at least one results file "
+    std::cerr << me << ": give the output file and at least one results file "
                  "(irqlab merge OUT IN1 IN2 ...)\n";
     return kUsage;
   }
@@ -364,11 +375,11 @@ int MergeMain(const CampaignCommand& c) {
   MergeGaps gaps;
   absl::StatusOr<std::vector<RunRecord>> merged = MergeResultsFiles(inputs, &gaps);
   if (!merged.ok()) {
-    std::cerr << "irqlab merge: " << merged.status().message() << "\n";
+    std::cerr << me << ": " << merged.status().message() << "\n";
     return kUsage;
   }
   if (absl::Status st = WriteResultsFile(c.args[0], *merged); !st.ok()) {
-    std::cerr << "irqlab merge: " << st.message() << "\n";
+    std::cerr << me << ": " << st.message() << "\n";
     return kUsage;
   }
   std::set<std::string> ranges;
@@ -382,40 +393,30 @@ int MergeMain(const CampaignCommand& c) {
         "%d seed%s of the campaign ha%s no record (a shard missing?): %s%s", gaps.count,
         gaps.count == 1 ? "" : "s", gaps.count == 1 ? "s" : "ve", absl::StrJoin(gaps.first, ", "),
         gaps.count > gaps.first.size() ? ", ..." : "");
-    std::cerr << "irqlab merge: warning: " << msg << "\n";
+    std::cerr << me << ": warning: " << msg << "\n";
     std::cout << "incomplete: " << msg << "\n";
   }
   PrintCampaignSummary(*merged, c.program, std::cout);
-  const bool all_passed = std::all_of(merged->begin(), merged->end(),
-                                      [](const RunRecord& r) { return r.passed(); });
-  return all_passed ? kOk : kFailed;
+  return ExitCode(*merged);
 }
 
 int TestMain(const CampaignCommand& c) {
-  constexpr int kOk = 0, kFailed = 1, kUsage = 2;
+  const std::string me = "irqlab test";
   if (c.args.empty()) {
-    std::cerr << "irqlab test: give a directory of scenario files (irqlab test DIR)\n";
+    std::cerr << me << ": give a directory of scenario files (irqlab test DIR)\n";
     return kUsage;
   }
-  if (c.jobs < 0) {
-    std::cerr << "irqlab test: --jobs=" << c.jobs << ": must be >= 1 (or 0: one per CPU)\n";
-    return kUsage;
-  }
-  if (!(c.worker_timeout >= 0)) {
-    std::cerr << "irqlab test: --worker_timeout=" << c.worker_timeout
-              << ": must be >= 0 seconds (0: none)\n";
-    return kUsage;
-  }
+  if (!PoolFlagsValid(me, c)) return kUsage;
   absl::StatusOr<std::vector<SuiteCase>> cases = FindSuiteCases(c.args);
   if (!cases.ok()) {
-    std::cerr << "irqlab test: " << cases.status().message() << "\n";
+    std::cerr << me << ": " << cases.status().message() << "\n";
     return kUsage;
   }
   std::ofstream junit;
   if (!c.junit.empty()) {
     junit.open(c.junit, std::ios::binary | std::ios::trunc);
     if (!junit) {
-      std::cerr << "irqlab test: --junit=" << c.junit << ": cannot write\n";
+      std::cerr << me << ": --junit=" << c.junit << ": cannot write\n";
       return kUsage;
     }
   }
@@ -446,7 +447,7 @@ int TestMain(const CampaignCommand& c) {
     WriteJUnit(results, seconds, junit);
     junit.close();
     if (!junit) {
-      std::cerr << "irqlab test: --junit=" << c.junit << ": write error\n";
+      std::cerr << me << ": --junit=" << c.junit << ": write error\n";
       return kUsage;
     }
   }

@@ -34,6 +34,17 @@ std::string FirstLine(absl::string_view text) {
 
 }  // namespace
 
+// ----------------------------------------------------------- records --
+
+std::optional<WorkerFailure> ParseWorkerPayload(const WorkerResult& w, double timeout_seconds,
+                                                google::protobuf::MessageLite* message) {
+  if (w.ok() && message->ParseFromString(w.payload)) return std::nullopt;
+  message->Clear();
+  return WorkerFailure{w.kind == WorkerResult::Kind::kTimedOut ? "timeout" : "crash",
+                       absl::StrCat("worker ", w.ok() ? "exited without a valid result"
+                                                      : w.Describe(timeout_seconds))};
+}
+
 // ------------------------------------------------------- results files --
 
 std::string RecordToJsonLine(const RunRecord& r) {

@@ -1,6 +1,6 @@
 // Campaign results: the records of campaign.proto (campaign::RunRecord for
 // `irqlab campaign`, campaign::TestCaseResult for `irqlab test`) as filled
-// from a run, and results files — JSON Lines of
+// from a run or from a dead worker, and results files — JSON Lines of
 // RunRecord, sorted by seed — written, read back and merged across shards
 // (`irqlab merge`).
 //
@@ -20,6 +20,7 @@
 #define IRQLAB_EMU_RUN_RESULTS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,8 @@
 #include "absl/strings/str_cat.h"
 #include "emu/run/campaign.pb.h"
 #include "emu/run/scenario.h"
+#include "emu/run/worker_pool.h"
+#include "google/protobuf/message_lite.h"
 
 namespace irqlab {
 
@@ -45,6 +48,19 @@ void SetRunFields(const ScenarioReport& report, Result* r) {
     if (!e.passed) r->add_failed(absl::StrCat(e.name, " (", e.detail, ")"));
   }
 }
+
+// What a record says of a work item whose worker gave no valid result.
+struct WorkerFailure {
+  std::string outcome;  // "timeout" (killed after the timeout) or "crash"
+  std::string detail;   // "worker " and what happened, e.g. "worker killed by SIGSEGV (...)"
+};
+// Parses the serialized message (RunRecord, TestCaseResult) a worker sent
+// into `*message` and returns nullopt. For a worker that gave no valid
+// result (`w` is not ok(), or its payload does not parse), clears
+// `*message` and returns what to record instead; `timeout_seconds` is the
+// pool's, for the message.
+std::optional<WorkerFailure> ParseWorkerPayload(const WorkerResult& w, double timeout_seconds,
+                                                google::protobuf::MessageLite* message);
 
 // ------------------------------------------------------- results files --
 

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <system_error>
 #include <utility>
 
@@ -79,20 +80,17 @@ absl::StatusOr<std::vector<SuiteCase>> FindSuiteCases(const std::vector<std::str
 
 TestCaseResult RunSuiteCase(const std::string& path) {
   TestCaseResult t;
-  absl::StatusOr<scenario::Scenario> s = LoadScenarioFile(path);
-  if (!s.ok()) {
+  auto error = [&t](const absl::Status& status) {
     t.set_outcome("error");
-    t.set_detail(std::string(s.status().message()));
+    t.set_detail(std::string(status.message()));
     return t;
-  }
+  };
+  absl::StatusOr<scenario::Scenario> s = LoadScenarioFile(path);
+  if (!s.ok()) return error(s.status());
   RunOptions o;
   o.base_dir = ScenarioBaseDir(path);
   absl::StatusOr<ScenarioReport> report = RunScenario(*s, o);
-  if (!report.ok()) {
-    t.set_outcome("error");
-    t.set_detail(std::string(report.status().message()));
-    return t;
-  }
+  if (!report.ok()) return error(report.status());
   SetRunFields(*report, &t);
   t.set_serial_tail(TailLines(report->serial, 4096));
   t.set_detail(report->run.detail);
@@ -109,11 +107,10 @@ std::vector<SuiteResult> RunSuite(const std::vector<SuiteCase>& cases,
       cases.size(), pool, [&](size_t i) { return runner(cases[i].path).SerializeAsString(); },
       [&](size_t i, WorkerResult w) {
         TestCaseResult r;
-        if (!w.ok() || !r.ParseFromString(w.payload)) {
-          r.Clear();
-          r.set_outcome(w.kind == WorkerResult::Kind::kTimedOut ? "timeout" : "crash");
-          r.set_detail(absl::StrCat("worker ", w.ok() ? "exited without a valid result"
-                                                      : w.Describe(pool.timeout_seconds)));
+        if (const std::optional<WorkerFailure> failure =
+                ParseWorkerPayload(w, pool.timeout_seconds, &r)) {
+          r.set_outcome(failure->outcome);
+          r.set_detail(failure->detail);
           r.set_worker_stderr(w.stderr_tail);
         }
         results.push_back({cases[i], std::move(r), w.wall_seconds});

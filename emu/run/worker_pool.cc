@@ -43,7 +43,20 @@ std::string LastLine(absl::string_view text) {
   return last;
 }
 
+void CloseFd(int* fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
 struct Worker {
+  // Closes the worker's pipes and pidfd (in the parent: output left unread
+  // is not needed; in a child: they belong to its siblings).
+  void CloseFds() {
+    CloseFd(&result_fd);
+    CloseFd(&err_fd);
+    CloseFd(&pid_fd);
+  }
+
   size_t index = 0;
   pid_t pid = -1;
   int result_fd = -1;
@@ -78,11 +91,6 @@ void WriteAll(int fd, absl::string_view data) {
     }
     data.remove_prefix(static_cast<size_t>(n));
   }
-}
-
-void CloseFd(int* fd) {
-  if (*fd >= 0) close(*fd);
-  *fd = -1;
 }
 
 }  // namespace
@@ -134,22 +142,25 @@ void RunInWorkers(size_t n, const WorkerPoolOptions& options,
     if (options.progress) options.progress(completed, n);
   };
 
+  // An item whose worker could not be started: `what` failed with `err`.
+  auto not_started = [&](size_t index, const char* what, int err) {
+    WorkerResult r;
+    r.exit_code = -1;
+    r.stderr_tail = absl::StrCat(what, ": ", std::strerror(err));
+    complete(index, std::move(r));
+  };
+
   auto spawn = [&](size_t index) {
     int result_pipe[2], err_pipe[2];
     if (pipe2(result_pipe, O_CLOEXEC) != 0) {
-      WorkerResult r;
-      r.exit_code = -1;
-      r.stderr_tail = absl::StrCat("pipe: ", std::strerror(errno));
-      complete(index, std::move(r));
+      not_started(index, "pipe", errno);
       return;
     }
     if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+      const int err = errno;
       close(result_pipe[0]);
       close(result_pipe[1]);
-      WorkerResult r;
-      r.exit_code = -1;
-      r.stderr_tail = absl::StrCat("pipe: ", std::strerror(errno));
-      complete(index, std::move(r));
+      not_started(index, "pipe", err);
       return;
     }
     // Nothing buffered may be written twice (by the parent and the child).
@@ -160,11 +171,7 @@ void RunInWorkers(size_t n, const WorkerPoolOptions& options,
     const pid_t pid = fork();
     if (pid == 0) {
       // The worker: only its result pipe and stderr stay open.
-      for (Worker& w : running) {
-        CloseFd(&w.result_fd);
-        CloseFd(&w.err_fd);
-        CloseFd(&w.pid_fd);
-      }
+      for (Worker& w : running) w.CloseFds();
       close(result_pipe[0]);
       close(err_pipe[0]);
       const int devnull = open("/dev/null", O_RDWR);
@@ -181,17 +188,14 @@ void RunInWorkers(size_t n, const WorkerPoolOptions& options,
       WriteAll(result_pipe[1], out);
       _exit(0);  // no atexit handlers, no flushing of the parent's buffers
     }
-    close(result_pipe[1]);
-    close(err_pipe[1]);
     if (pid < 0) {
-      close(result_pipe[0]);
-      close(err_pipe[0]);
-      WorkerResult r;
-      r.exit_code = -1;
-      r.stderr_tail = absl::StrCat("fork: ", std::strerror(errno));
-      complete(index, std::move(r));
+      const int err = errno;
+      for (int fd : {result_pipe[0], result_pipe[1], err_pipe[0], err_pipe[1]}) close(fd);
+      not_started(index, "fork", err);
       return;
     }
+    close(result_pipe[1]);
+    close(err_pipe[1]);
     Worker w;
     w.index = index;
     w.pid = pid;
@@ -274,9 +278,7 @@ void RunInWorkers(size_t n, const WorkerPoolOptions& options,
         continue;
       }
       // A killed worker may leave unread output behind; it is not needed.
-      CloseFd(&w.result_fd);
-      CloseFd(&w.err_fd);
-      CloseFd(&w.pid_fd);
+      w.CloseFds();
       WorkerResult r;
       r.wall_seconds = Now() - w.start;
       if (w.timed_out) {
@@ -308,9 +310,7 @@ void RunInWorkers(size_t n, const WorkerPoolOptions& options,
   // Stopped early: the running workers are not needed any more.
   for (Worker& w : running) {
     kill(w.pid, SIGKILL);
-    CloseFd(&w.result_fd);
-    CloseFd(&w.err_fd);
-    CloseFd(&w.pid_fd);
+    w.CloseFds();
     int status = 0;
     while (waitpid(w.pid, &status, 0) < 0 && errno == EINTR) {
     }
