@@ -26,6 +26,7 @@
 #include "emu/cpu/cpu_model.h"
 #include "emu/machine/machine.h"
 #include "emu/run/scenario.h"
+#include "emu/run/shard.h"
 #include "firmware-stubs/builtin_kernels.h"
 
 ABSL_FLAG(std::string, trace, "",
@@ -283,8 +284,7 @@ int CmdRun(const std::vector<std::string>& files) {
   int worst = kExitOk;
   for (const std::string& f : files) {
     RunOptions o = CommonOptions();
-    const size_t slash = f.find_last_of('/');
-    o.base_dir = slash == std::string::npos ? "." : f.substr(0, slash);
+    o.base_dir = ScenarioBaseDir(f);
     const int rc = RunParsed(LoadScenarioFile(f), o, f);
     worst = std::max(worst, rc);
   }

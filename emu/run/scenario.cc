@@ -275,6 +275,11 @@ absl::StatusOr<scenario::Scenario> LoadScenarioFile(const std::string& path) {
   return ParseScenario(text, path);
 }
 
+std::string ScenarioBaseDir(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
 absl::StatusOr<uint64_t> ParseSize(std::string_view text) {
   std::string t(absl::StripAsciiWhitespace(std::string(text)));
   uint64_t mult = 1;

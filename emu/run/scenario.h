@@ -31,6 +31,10 @@ absl::StatusOr<scenario::Scenario> ParseScenario(std::string_view text,
 // Reads and parses a file; a missing file is NotFound naming the path.
 absl::StatusOr<scenario::Scenario> LoadScenarioFile(const std::string& path);
 
+// The directory a scenario file's relative kernel and module paths start at
+// (RunOptions::base_dir): `path` up to its last '/', or "." if it has none.
+std::string ScenarioBaseDir(const std::string& path);
+
 // Parses "64M", "1G", "512K", "4096", "0x4000000" into bytes.
 absl::StatusOr<uint64_t> ParseSize(std::string_view text);
 
