@@ -80,8 +80,9 @@
 //   (EvictColdHooks).
 //
 // * Paging and descriptor tables: CR0/3/4, EFER, IDTR, GDTR and this file's
-//   page walks are cached until the guest runs an instruction that can
-//   change them, each of which is a hooked site (see ControlState).
+//   page walks (emu/cpu/x86_paging.h, a TLB of its own) are cached until the
+//   guest runs an instruction that can change them, each of which is a
+//   hooked site (see ControlState).
 #include "emu/cpu/vcpu.h"
 
 #include <sys/mman.h>
@@ -99,6 +100,7 @@
 #include "emu/core/guest_ram.h"
 #include "emu/core/trace.h"
 #include "emu/cpu/x86_decode.h"
+#include "emu/cpu/x86_paging.h"
 
 namespace irqlab {
 namespace {
@@ -551,31 +553,21 @@ class Vcpu::Impl {
     return m.value;
   }
 
-  // ---- Linear -> physical (SDM 4.3/4.4/4.5) ---------------------------
-  struct Paging {
-    uint64_t cr0, cr3, cr4, efer;
-  };
   // ---- Cached control state ---------------------------------------------
   // CR0, CR3, CR4, EFER, IDTR and GDTR, and a small TLB of this file's own
-  // page walks, as of the last read. They change only through instructions
-  // that are all hooked (CodeSiteKind::kControl: MOV to CRn, LMSW, CLTS,
-  // LGDT, LIDT, INVLPG, INVPCID; and WRMSR of EFER), which invalidate the
-  // cache before they run, and through what this file does not hook: the
-  // ROM trampoline (each of its blocks invalidates) and a new engine.
-  // Like a hardware TLB, a cached translation outlives a page-table write
-  // until the guest invalidates it (SDM 4.10.4); Unicorn's own TLB may drop
-  // it sooner. Not noticed: hardware task switches (JMP/CALL to a TSS, IRET
-  // with NT=1), which load CR3 and are not modelled otherwise either.
+  // page walks (emu/cpu/x86_paging.h), as of the last read. They change only
+  // through instructions that are all hooked (CodeSiteKind::kControl: MOV to
+  // CRn, LMSW, CLTS, LGDT, LIDT, INVLPG, INVPCID; and WRMSR of EFER), which
+  // invalidate the cache before they run, and through what this file does
+  // not hook: the ROM trampoline (each of its blocks invalidates) and a new
+  // engine. Like a hardware TLB, a cached translation outlives a page-table
+  // write until the guest invalidates it (SDM 4.10.4); Unicorn's own TLB may
+  // drop it sooner. Not noticed: hardware task switches (JMP/CALL to a TSS,
+  // IRET with NT=1), which load CR3 and are not modelled otherwise either.
   struct ControlState {
-    Paging pg{};
+    PagingRegs pg{};
     uc_x86_mmr idtr{}, gdtr{};
   };
-  struct TlbEntry {
-    uint64_t la_page = ~0ull;  // linear address >> 12; ~0: empty
-    uint64_t pa_page = 0;
-    bool rw = false, us = false, nx = false;  // combined over the walk
-  };
-  static constexpr size_t kTlbSize = 64;  // direct-mapped, power of two
   const ControlState& Control() {
     if (!control_valid_) {
       uc_x86_msr efer{0xC0000080, 0};
@@ -585,13 +577,14 @@ class Vcpu::Impl {
       void* vals[] = {&c.pg.cr0, &c.pg.cr3, &c.pg.cr4, &efer, &c.idtr, &c.gdtr};
       uc_reg_read_batch(uc_, ids, vals, 6);  // one call: ~3 ns less per register
       c.pg.efer = efer.value;
-      tlb_.fill(TlbEntry{});
+      tlb_.Flush();
       control_valid_ = true;
     }
     return control_;
   }
   void InvalidateControl() { control_valid_ = false; }
-  const Paging& ReadPaging() { return Control().pg; }
+  const PagingRegs& ReadPaging() { return Control().pg; }
+  // Guest physical RAM or the ROM; 0 (a not-present entry) elsewhere.
   uint64_t LoadPhys64(uint64_t pa) const {
     if (ram_->Contains(pa, 8)) return ram_->Load<uint64_t>(pa);
     if (pa >= kRomBase && pa + 8 <= kRomBase + kRomSize) {
@@ -601,103 +594,21 @@ class Vcpu::Impl {
     }
     return 0;  // not present
   }
-  // Returns false and a #PF error code on failure. With the cached control
-  // state's `pg` (ReadPaging()) it uses and fills tlb_; with any other
-  // Paging (a copy) it always walks the tables.
-  bool Translate(const Paging& pg, uint64_t la, bool write, bool user,
+  // TranslateLinear (x86_paging.h) of `la`. With the cached control state's
+  // `pg` (ReadPaging()) it uses and fills tlb_; with any other PagingRegs (a
+  // copy) it always walks the tables. Returns false and a #PF error code on
+  // failure.
+  bool Translate(const PagingRegs& pg, uint64_t la, bool write, bool user,
                  bool fetch, uint64_t* pa, uint32_t* pf_err) {
-    if (!(pg.cr0 & (1u << 31))) {
-      *pa = (pg.efer & (1 << 10)) ? la : (la & 0xFFFFFFFF);
-      return true;
-    }
-    const bool nxe = pg.efer & (1 << 11);
-    const uint32_t base_err = (write ? 2 : 0) | (user ? 4 : 0) |
-                              ((fetch && nxe) ? 16 : 0);
-    TlbEntry local;
     const bool cached = control_valid_ && &pg == &control_.pg;
-    TlbEntry* slot = cached ? &tlb_[(la >> 12) & (kTlbSize - 1)] : &local;
-    if (!cached || slot->la_page != la >> 12) {
-      if (!Walk(pg, la, slot)) {
-        slot->la_page = ~0ull;
-        *pf_err = base_err;  // not present
-        return false;
-      }
-    }
-    // Fields read in place: copying the entry first stalled store forwarding.
-    const TlbEntry& walk = *slot;
-    const bool wp = pg.cr0 & (1u << 16);
-    if ((user && !walk.us) || (write && !walk.rw && (user || wp)) ||
-        (fetch && walk.nx)) {
-      *pf_err = base_err | 1;  // protection violation
-      return false;
-    }
-    *pa = (walk.pa_page << 12) | (la & 0xFFF);
-    return true;
-  }
-  // The page walk (SDM 4.3/4.4/4.5) for paging-enabled `pg`: the 4 KiB page
-  // of `la` and the access rights combined over every level (NX only with
-  // EFER.NXE). False if a level is not present (or `la` is not canonical).
-  bool Walk(const Paging& pg, uint64_t la, TlbEntry* out) const {
-    bool rw = true, us = true, nx = false;
-    const bool nxe = pg.efer & (1 << 11);
-    auto perms = [&](uint64_t e, bool has_nx) {
-      rw &= (e >> 1) & 1;
-      us &= (e >> 2) & 1;
-      if (has_nx) nx |= e >> 63;
-    };
-    auto done = [&](uint64_t phys) {
-      *out = TlbEntry{la >> 12, phys >> 12, rw, us, nx};
-      return true;
-    };
-    if (pg.efer & (1 << 10)) {  // IA-32e 4-level
-      int64_t s = static_cast<int64_t>(la) >> 47;
-      if (s != 0 && s != -1) return false;
-      uint64_t table = pg.cr3 & 0x000FFFFFFFFFF000ull;
-      for (int level = 3; level >= 0; --level) {
-        uint64_t e = LoadPhys64(table + ((la >> (12 + 9 * level)) & 511) * 8);
-        if (!(e & 1)) return false;
-        perms(e, nxe);
-        if (level > 0 && level < 3 && (e & 0x80)) {
-          uint64_t mask = (1ull << (12 + 9 * level)) - 1;
-          return done((e & 0x000FFFFFFFFFF000ull & ~mask) | (la & mask));
-        }
-        table = e & 0x000FFFFFFFFFF000ull;
-      }
-      return done(table | (la & 0xFFF));
-    }
-    la &= 0xFFFFFFFF;
-    if (pg.cr4 & (1 << 5)) {  // PAE
-      uint64_t pdpte = LoadPhys64((pg.cr3 & 0xFFFFFFE0) + ((la >> 30) & 3) * 8);
-      if (!(pdpte & 1)) return false;
-      uint64_t pde = LoadPhys64((pdpte & 0x000FFFFFFFFFF000ull) +
-                                ((la >> 21) & 511) * 8);
-      if (!(pde & 1)) return false;
-      perms(pde, nxe);
-      if (pde & 0x80)
-        return done((pde & 0x000FFFFFFFE00000ull) | (la & 0x1FFFFF));
-      uint64_t pte = LoadPhys64((pde & 0x000FFFFFFFFFF000ull) +
-                                ((la >> 12) & 511) * 8);
-      if (!(pte & 1)) return false;
-      perms(pte, nxe);
-      return done((pte & 0x000FFFFFFFFFF000ull) | (la & 0xFFF));
-    }
-    auto load32 = [&](uint64_t a) {
-      return static_cast<uint32_t>(LoadPhys64(a & ~7ull) >> ((a & 4) * 8));
-    };
-    uint32_t pde = load32((pg.cr3 & 0xFFFFF000) + ((la >> 22) & 1023) * 4);
-    if (!(pde & 1)) return false;
-    perms(pde, false);  // 32-bit paging has no NX bit
-    if ((pde & 0x80) && (pg.cr4 & (1 << 4)))
-      return done((pde & 0xFFC00000) | (la & 0x3FFFFF));
-    uint32_t pte = load32((pde & 0xFFFFF000) + ((la >> 12) & 1023) * 4);
-    if (!(pte & 1)) return false;
-    perms(pte, false);
-    return done((pte & 0xFFFFF000) | (la & 0xFFF));
+    return TranslateLinear(
+        pg, cached ? &tlb_ : nullptr, la, write, user, fetch,
+        [this](uint64_t a) { return LoadPhys64(a); }, pa, pf_err);
   }
 
   // Linear-address copy helpers for delivery; on a translation failure return
   // the #PF to raise.
-  std::optional<Fault> AccessLinear(const Paging& pg, uint64_t la, void* buf,
+  std::optional<Fault> AccessLinear(const PagingRegs& pg, uint64_t la, void* buf,
                                     size_t len, bool write, bool user) {
     uint8_t* b = static_cast<uint8_t*>(buf);
     while (len > 0) {
@@ -725,7 +636,7 @@ class Vcpu::Impl {
     return std::nullopt;
   }
   // Best-effort code read (no permission checks); returns bytes read.
-  size_t ReadCode(const Paging& pg, uint64_t la, uint8_t* buf, size_t len) {
+  size_t ReadCode(const PagingRegs& pg, uint64_t la, uint8_t* buf, size_t len) {
     size_t done = 0;
     while (done < len) {
       size_t chunk = std::min<uint64_t>(len - done, 4096 - (la & 0xFFF));
@@ -771,7 +682,7 @@ class Vcpu::Impl {
   std::optional<Fault> TryDeliver(const DeliveryRegs& regs, int vector,
                                   Kind kind, bool has_err, uint32_t err,
                                   uint64_t ret_rip) {
-    const Paging& pg = regs.control->pg;
+    const PagingRegs& pg = regs.control->pg;
     const uint64_t rsp = regs.rsp, rflags = regs.rflags, cs64 = regs.cs,
                    ss64 = regs.ss;
     const uc_x86_mmr &idtr = regs.control->idtr, &gdtr = regs.control->gdtr;
@@ -1080,7 +991,7 @@ class Vcpu::Impl {
   // Scans a block seen for the first time; returns false if it was restarted
   // to pick up new code hooks.
   bool FirstSight(uint64_t addr, uint32_t size) {
-    const Paging& pg = ReadPaging();
+    const PagingRegs& pg = ReadPaging();
     std::vector<uint8_t> code(size + 2);
     size_t n = ReadCode(pg, addr, code.data(), size);
     bool added = false;
@@ -1256,7 +1167,7 @@ class Vcpu::Impl {
       InvalidateControl();  // runs before the instruction
       return;
     }
-    const Paging& pg = ReadPaging();
+    const PagingRegs& pg = ReadPaging();
     uint8_t b[3] = {};
     ReadCode(pg, addr, b, 3);
     switch (it->second) {
@@ -1397,7 +1308,7 @@ class Vcpu::Impl {
   // (reads of present pages do not fault for these privileges) or the
   // instruction is a store, else a read.
   uint32_t PageFaultErrorCode(uint64_t rip) {
-    Paging pg = ReadPaging();  // a copy: Translate() walks, bypassing tlb_
+    PagingRegs pg = ReadPaging();  // a copy: Translate() walks, bypassing tlb_
     uint64_t cr2 = Reg(UC_X86_REG_CR2);
     bool user = (Reg(UC_X86_REG_CS) & 3) == 3;
     bool fetch = cr2 >= rip && cr2 < rip + 16;
@@ -1507,7 +1418,7 @@ class Vcpu::Impl {
   // block has accesses that cannot be evaluated (stack, string, FS/GS).
   std::optional<MemoryOperandInsn> FindAccess(uint64_t pa, unsigned size, bool write) {
     if (block_size_ == 0) return std::nullopt;
-    const Paging& pg = ReadPaging();
+    const PagingRegs& pg = ReadPaging();
     std::vector<uint8_t>& code = code_scratch_;  // no allocation per access
     code.resize(block_size_);
     const size_t n = ReadCode(pg, block_start_, code.data(), block_size_);
@@ -1556,14 +1467,14 @@ class Vcpu::Impl {
     return match;
   }
   // CS's GDT descriptor (protected mode); false if it cannot be read.
-  bool ReadCodeDescriptor(const Paging& pg, uint8_t d[8]) {
+  bool ReadCodeDescriptor(const PagingRegs& pg, uint8_t d[8]) {
     const uint16_t cs = static_cast<uint16_t>(Reg(UC_X86_REG_CS));
     return !AccessLinear(pg, Control().gdtr.base + (cs & ~7u), d, 8, false, false);
   }
   // The current code segment's default operand size: 16 (real mode or
   // CS.D=0), 32, or 64 (IA-32e mode and CS.L=1). An unreadable descriptor
   // counts as the mode's usual one (64 in IA-32e mode, else 32).
-  int CodeBits(const Paging& pg) {
+  int CodeBits(const PagingRegs& pg) {
     if (!(pg.cr0 & 1)) return 16;
     const bool lma = pg.efer & (1 << 10);
     uint8_t d[8] = {};
@@ -1573,14 +1484,14 @@ class Vcpu::Impl {
   }
   // CS's base: selector << 4 in real mode, 0 in 64-bit mode, else the GDT
   // descriptor's (0 if unreadable).
-  uint64_t CodeSegmentBase(const Paging& pg) {
+  uint64_t CodeSegmentBase(const PagingRegs& pg) {
     if (!(pg.cr0 & 1)) return uint64_t{static_cast<uint16_t>(Reg(UC_X86_REG_CS))} << 4;
     uint8_t d[8] = {};
     if (!ReadCodeDescriptor(pg, d)) return 0;
     if ((pg.efer & (1 << 10)) && (d[6] & 0x20)) return 0;  // 64-bit code
     return d[2] | (d[3] << 8) | (d[4] << 16) | (static_cast<uint64_t>(d[7]) << 24);
   }
-  X86Decoder& Decoder(const Paging& pg) {
+  X86Decoder& Decoder(const PagingRegs& pg) {
     switch (CodeBits(pg)) {
       case 64: return decode64_;
       case 32: return decode32_;
@@ -1663,7 +1574,7 @@ class Vcpu::Impl {
   X86Decoder decode16_{16}, decode32_{32}, decode64_{64};
   ControlState control_;
   bool control_valid_ = false;
-  std::array<TlbEntry, kTlbSize> tlb_{};
+  Tlb tlb_;
   absl::flat_hash_set<uint64_t> mmio_learned_;
   // FindAccess: the decoded memory operands of blocks that made an MMIO
   // access while an interrupt was (possibly) pending, with their bytes.
