@@ -235,47 +235,6 @@ const Calibration& GetCalibration() {
   return *cal;
 }
 
-// Length of a plain MOV store to memory at `p` (up to 15 bytes), or 0.
-// 32/64-bit addressing only.
-int MovStoreLength(const uint8_t* p, int avail, bool code64) {
-  int i = 0;
-  bool opsize = false, addr16 = false;
-  for (; i < avail; ++i) {
-    uint8_t b = p[i];
-    if (b == 0x66) opsize = true;
-    else if (b == 0x67) addr16 = !code64;
-    else if (b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E || b == 0x64 ||
-             b == 0x65)
-      continue;
-    else break;
-  }
-  if (addr16) return 0;
-  bool rexw = false;
-  if (code64 && i < avail && (p[i] & 0xF0) == 0x40) rexw = p[i++] & 8;
-  if (i >= avail) return 0;
-  uint8_t op = p[i++];
-  if (op == 0xA2 || op == 0xA3) return i + (code64 ? 8 : 4);
-  if (op != 0x88 && op != 0x89 && op != 0xC6 && op != 0xC7) return 0;
-  if (i >= avail) return 0;
-  uint8_t modrm = p[i++];
-  int mod = modrm >> 6, rm = modrm & 7;
-  if (mod == 3) return 0;
-  if ((op == 0xC6 || op == 0xC7) && ((modrm >> 3) & 7) != 0) return 0;
-  if (rm == 4) {
-    if (i >= avail) return 0;
-    uint8_t sib = p[i++];
-    if (mod == 0 && (sib & 7) == 5) i += 4;
-  } else if (mod == 0 && rm == 5) {
-    i += 4;
-  }
-  if (mod == 1) i += 1;
-  if (mod == 2) i += 4;
-  if (op == 0xC6) i += 1;
-  if (op == 0xC7) i += opsize ? 2 : 4;
-  (void)rexw;
-  return i <= 15 ? i : 0;
-}
-
 // memcpy of a run-time size, kept a library call: inlined, GCC made these
 // 3-40 byte copies (gates, descriptors, frames, code) a `rep movsq`, whose
 // start-up cost was half of each guest memory access of interrupt delivery.
