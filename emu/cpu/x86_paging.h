@@ -115,11 +115,15 @@ class Tlb {
 // #PF error code in *pf_err (SDM 4.7: P=0 not present, P=1 protection
 // violation: user access to a supervisor page, write to a read-only page by
 // a user or with CR0.WP=1, fetch from an execute-disabled page).
+// `load`: any callable uint64_t(uint64_t pa) with PhysLoad64's contract; it
+// becomes a PhysLoad64 only on a TLB miss (inline and a template: the TLB
+// hit is the interrupt-delivery fast path, and building the FunctionRef
+// there cost about 3 instructions per translation).
 // REQUIRES: `tlb` holds only translations walked under `pg`.
-// Inline: the TLB hit is the interrupt-delivery fast path.
+template <typename Load>
 inline bool TranslateLinear(const PagingRegs& pg, Tlb* tlb, uint64_t la,
                             bool write, bool user, bool fetch,
-                            PhysLoad64 load, uint64_t* pa,
+                            const Load& load, uint64_t* pa,
                             uint32_t* pf_err) {
   if (!(pg.cr0 & kCr0Pg)) {
     *pa = (pg.efer & kEferLma) ? la : (la & 0xFFFFFFFF);
@@ -131,7 +135,7 @@ inline bool TranslateLinear(const PagingRegs& pg, Tlb* tlb, uint64_t la,
   TlbEntry local;
   TlbEntry* slot = tlb != nullptr ? &tlb->Slot(la) : &local;
   if (tlb == nullptr || slot->la_page != la >> 12) {
-    if (!WalkPageTables(pg, la, load, slot)) {
+    if (!WalkPageTables(pg, la, PhysLoad64(load), slot)) {
       slot->la_page = ~0ull;
       *pf_err = base_err;  // not present
       return false;
