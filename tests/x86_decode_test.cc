@@ -158,5 +158,72 @@ TEST(X86DecodeTest, LengthOfOneInstruction) {
   EXPECT_EQ(d64.Length(load, 0), 0);
 }
 
+// MovStoreLength (the vCPU's store-or-load guess for a #PF error code,
+// SDM vol. 3, 4.7 W/R): every plain MOV store (SDM vol. 2, "MOV": 88, 89,
+// C6 /0, C7 /0 to memory, A2, A3) has the length Capstone decodes for it,
+// in 64-bit and 32-bit code.
+TEST(X86DecodeTest, MovStoreLengthMatchesCapstoneOnStores) {
+  const std::vector<std::vector<uint8_t>> stores64 = {
+      {0x89, 0x07},                                // mov [rdi], eax
+      {0x48, 0x89, 0x04, 0x24},                    // mov [rsp], rax (SIB)
+      {0x88, 0x45, 0xF8},                          // mov [rbp-8], al
+      {0x89, 0x05, 1, 2, 3, 4},                    // mov [rip+d32], eax
+      {0x66, 0x89, 0x03},                          // mov [rbx], ax
+      {0x2E, 0x89, 0x07},                          // cs: mov [rdi], eax
+      {0xC7, 0x01, 1, 0, 0, 0},                    // mov dword [rcx], 1
+      {0x66, 0xC7, 0x01, 0x34, 0x12},              // mov word [rcx], 0x1234
+      {0x66, 0x48, 0xC7, 0x00, 1, 0, 0, 0},        // mov qword [rax], 1 (REX.W wins)
+      {0x48, 0xC7, 0x80, 0, 1, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF},  // [rax+0x100]
+      {0xC6, 0x44, 0x24, 0x08, 0x7F},              // mov byte [rsp+8], 0x7F
+      {0xC7, 0x04, 0x25, 0, 0x10, 0, 0, 1, 0, 0, 0},  // mov dword [0x1000], 1
+      {0xA3, 1, 2, 3, 4, 5, 6, 7, 8},              // movabs [moffs64], eax
+      {0x48, 0xA3, 1, 2, 3, 4, 5, 6, 7, 8},        // movabs [moffs64], rax
+      {0x67, 0xA3, 1, 2, 3, 4},                    // mov [moffs32], eax
+  };
+  X86Decoder d64(64), d32(32);
+  for (const std::vector<uint8_t>& c : stores64) {
+    SCOPED_TRACE(testing::PrintToString(c));
+    EXPECT_EQ(MovStoreLength(c.data(), c.size(), true), static_cast<int>(c.size()));
+    EXPECT_EQ(d64.Length(c.data(), c.size()), static_cast<int>(c.size()));
+  }
+  const std::vector<std::vector<uint8_t>> stores32 = {
+      {0x89, 0x07},                                // mov [edi], eax
+      {0xC7, 0x05, 0, 0x10, 0, 0, 1, 0, 0, 0},     // mov dword [0x1000], 1
+      {0xA3, 1, 2, 3, 4},                          // mov [moffs32], eax
+      {0x66, 0xC7, 0x43, 0x10, 0x34, 0x12},        // mov word [ebx+0x10], 0x1234
+  };
+  for (const std::vector<uint8_t>& c : stores32) {
+    SCOPED_TRACE(testing::PrintToString(c));
+    EXPECT_EQ(MovStoreLength(c.data(), c.size(), false), static_cast<int>(c.size()));
+    EXPECT_EQ(d32.Length(c.data(), c.size()), static_cast<int>(c.size()));
+  }
+}
+
+// Everything else is 0: loads, register destinations, other /r of C6/C7,
+// read-modify-write stores, LOCK/REP prefixes, 16-bit addressing, and an
+// instruction cut off before its end.
+TEST(X86DecodeTest, MovStoreLengthIsZeroForEverythingElse) {
+  const std::vector<std::vector<uint8_t>> others64 = {
+      {0x8B, 0x07},                  // mov eax, [rdi]
+      {0x89, 0xC7},                  // mov edi, eax
+      {0xC7, 0xC0, 1, 0, 0, 0},      // mov eax, 1
+      {0xC7, 0x08, 1, 0, 0, 0},      // C7 /1: not MOV
+      {0x01, 0x07},                  // add [rdi], eax
+      {0xA1, 1, 2, 3, 4, 5, 6, 7, 8},  // movabs eax, [moffs64]
+      {0xF3, 0x89, 0x07},            // rep prefix
+      {0xC7, 0x05, 1, 2},            // truncated disp32 and imm32
+      {0x89},                        // truncated ModRM
+  };
+  for (const std::vector<uint8_t>& c : others64) {
+    SCOPED_TRACE(testing::PrintToString(c));
+    EXPECT_EQ(MovStoreLength(c.data(), c.size(), true), 0);
+  }
+  const uint8_t addr16[] = {0x67, 0x89, 0x07};  // mov [bx], ax in 32-bit code
+  EXPECT_EQ(MovStoreLength(addr16, sizeof(addr16), false), 0);
+  const uint8_t dec_eax[] = {0x48, 0x89, 0x07};  // 32-bit: dec eax first
+  EXPECT_EQ(MovStoreLength(dec_eax, sizeof(dec_eax), false), 0);
+  EXPECT_EQ(MovStoreLength(dec_eax, sizeof(dec_eax), true), 3);
+}
+
 }  // namespace
 }  // namespace irqlab

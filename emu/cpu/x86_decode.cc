@@ -241,4 +241,47 @@ std::vector<CodeSite> ScanSiteCandidates(const uint8_t* code, size_t n,
   return sites;
 }
 
+int MovStoreLength(const uint8_t* code, size_t n, bool code64) {
+  size_t i = 0;
+  bool opsize = false, addr_prefix = false;
+  for (; i < n; ++i) {
+    const uint8_t b = code[i];
+    if (b == 0x66) {
+      opsize = true;
+    } else if (b == 0x67) {
+      addr_prefix = true;
+    } else if (!(b == 0x26 || b == 0x2E || b == 0x36 || b == 0x3E ||
+                 b == 0x64 || b == 0x65)) {
+      break;  // not a segment override: REX or the opcode
+    }
+  }
+  if (addr_prefix && !code64) return 0;  // 16-bit addressing
+  bool rexw = false;
+  if (code64 && i < n && (code[i] & 0xF0) == 0x40) rexw = code[i++] & 8;
+  if (i >= n) return 0;
+  const uint8_t op = code[i++];
+  if (op == 0xA2 || op == 0xA3) {
+    i += (code64 && !addr_prefix) ? 8 : 4;  // moffs: the address size
+  } else {
+    if (op != 0x88 && op != 0x89 && op != 0xC6 && op != 0xC7) return 0;
+    if (i >= n) return 0;
+    const uint8_t modrm = code[i++];
+    const int mod = modrm >> 6, rm = modrm & 7;
+    if (mod == 3) return 0;  // register destination
+    if ((op == 0xC6 || op == 0xC7) && ((modrm >> 3) & 7) != 0) return 0;
+    if (rm == 4) {  // SIB
+      if (i >= n) return 0;
+      const uint8_t sib = code[i++];
+      if (mod == 0 && (sib & 7) == 5) i += 4;  // no base: disp32
+    } else if (mod == 0 && rm == 5) {
+      i += 4;  // disp32 (RIP-relative in 64-bit mode)
+    }
+    if (mod == 1) i += 1;
+    if (mod == 2) i += 4;
+    if (op == 0xC6) i += 1;
+    if (op == 0xC7) i += (opsize && !rexw) ? 2 : 4;  // REX.W: imm32
+  }
+  return i <= n && i <= 15 ? static_cast<int>(i) : 0;
+}
+
 }  // namespace irqlab

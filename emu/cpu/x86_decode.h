@@ -103,6 +103,19 @@ class X86Decoder {
 std::vector<CodeSite> ScanSiteCandidates(const uint8_t* code, size_t n,
                                          uint64_t address);
 
+// If the instruction at `code` (n bytes available) is a plain MOV store to
+// memory, returns its length in bytes; else 0. Plain MOV stores: 88 and 89
+// (MOV r/m, reg) and C6 /0 and C7 /0 (MOV r/m, imm) with a memory operand,
+// A2 and A3 (MOV moffs, AL/eAX) (SDM vol. 2, "MOV"). A byte decoder without
+// Capstone: the vCPU (emu/cpu/vcpu_delivery.cc: PageFaultErrorCode) uses it
+// to tell a faulting store from a load, which Unicorn does not report.
+// `code64`: 64-bit mode (REX prefixes; 8-byte moffs unless 67). Otherwise
+// the code segment is taken to be 32-bit: an address-size prefix (67) there
+// means 16-bit addressing, which is not decoded (0). Operand-size (66) and
+// segment prefixes are accepted; any other prefix (LOCK, REP) gives 0.
+// Also 0 if the instruction does not fit in n bytes or in 15.
+int MovStoreLength(const uint8_t* code, size_t n, bool code64);
+
 }  // namespace irqlab
 
 #endif  // IRQLAB_EMU_CPU_X86_DECODE_H_
