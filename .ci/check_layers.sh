@@ -72,6 +72,16 @@ for folder in "${!ALLOW[@]}"; do
   done < <(find "$folder" -maxdepth 1 -type f \( -name '*.h' -o -name '*.cc' \) | sort)
 done
 
+# Private headers: only their own translation units include them.
+while IFS=: read -r file lineno _; do
+  case "$file" in
+    emu/cpu/vcpu*.cc) ;;
+    *) echo "$file:$lineno: includes emu/cpu/vcpu_impl.h — private to emu/cpu/vcpu*.cc"
+       violations=$((violations + 1)) ;;
+  esac
+done < <(grep -rn --include='*.h' --include='*.cc' '#include "emu/cpu/vcpu_impl.h"' \
+           emu apic ioapic iommu pci devices firmware-stubs tests bench 2>/dev/null || true)
+
 stray=$(find emu -maxdepth 1 -type f \( -name '*.h' -o -name '*.cc' \) | sort)
 if [ -n "$stray" ]; then
   echo "$stray" | sed 's/$/: source file directly in emu\/ — put it in one of its layers (core, cpu, machine, run)/'
