@@ -212,6 +212,9 @@ class LocalApic : public InterruptSource, public IoHandler {
   uint32_t dfr() const { return dfr_; }
   uint32_t svr() const { return svr_; }
   uint8_t tpr() const { return tpr_; }
+  // Writes TPR and re-evaluates what is pending (the register write, the
+  // x2APIC MSR and MOV to CR8 all end here; SDM 11.8.3.1, 10.8.6.1).
+  void SetTpr(uint8_t tpr);
   uint8_t ppr() const;
   uint8_t apr() const;
   bool irr(int vector) const { return irr_.Test(vector); }
@@ -270,7 +273,6 @@ class LocalApic : public InterruptSource, public IoHandler {
   bool WriteX2apic(uint32_t msr, uint64_t value);
 
   void ResetRegisters();  // power-up values, except id_, apic_base_
-  void SetTpr(uint8_t tpr);
   uint32_t SvrWritableMask() const;
   void SetSvr(uint32_t value);
   uint32_t LvtWritableMask(apic::Lvt lvt) const;

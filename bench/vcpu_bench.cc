@@ -29,6 +29,8 @@ class NullHost : public VcpuHost {
   std::optional<uint64_t> ReadMsr(int, uint32_t) override { return 0; }
   bool WriteMsr(int, uint32_t, uint64_t) override { return true; }
   uint64_t SliceStartTime() const override { return 0; }
+  uint8_t ReadTpr(int) override { return 0; }
+  void WriteTpr(int, uint8_t) override {}
   uint64_t outs = 0;
 };
 

@@ -55,8 +55,11 @@ class TestHost : public VcpuHost {
     return true;
   }
   uint64_t SliceStartTime() const override { return slice_start; }
+  uint8_t ReadTpr(int) override { return tpr; }
+  void WriteTpr(int, uint8_t v) override { tpr = v; }
 
   Vcpu* vcpu = nullptr;
+  uint8_t tpr = 0;
   bool done = false;
   int port_writes = 0;
   uint64_t slice_start = 0;

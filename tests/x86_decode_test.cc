@@ -77,7 +77,7 @@ TEST(X86DecodeTest, ControlStateWritesAreSites) {
                           0xC3};                               // ret            +32
   EXPECT_EQ(X86Decoder(64).FindSites(code, sizeof(code), 0),
             (std::vector<CodeSite>{{0, 3, K::kControl},
-                                   {6, 4, K::kControl},
+                                   {6, 4, K::kCr8},  // the APIC's TPR
                                    {10, 3, K::kControl},
                                    {13, 3, K::kControl},
                                    {16, 3, K::kControl},
@@ -223,6 +223,34 @@ TEST(X86DecodeTest, MovStoreLengthIsZeroForEverythingElse) {
   const uint8_t dec_eax[] = {0x48, 0x89, 0x07};  // 32-bit: dec eax first
   EXPECT_EQ(MovStoreLength(dec_eax, sizeof(dec_eax), false), 0);
   EXPECT_EQ(MovStoreLength(dec_eax, sizeof(dec_eax), true), 3);
+}
+
+// SDM vol. 3, 10.8.6.1: in 64-bit mode REX.R selects CR8 with 0F 22 (MOV to
+// CR) / 0F 20 (MOV from CR); the vCPU emulates those as the APIC's TPR. A
+// 64-bit block classifies them as kCr8 (not kControl), other CRn as kControl.
+TEST(X86DecodeTest, Cr8MovesAreDecodedWithRegisterAndLength) {
+  const uint8_t to_cr8_rax[] = {0x44, 0x0F, 0x22, 0xC0};    // mov cr8, rax
+  const uint8_t from_cr8_r11[] = {0x4D, 0x0F, 0x20, 0xC3};  // mov r11, cr8
+  const uint8_t to_cr3[] = {0x0F, 0x22, 0xD8};              // mov cr3, rax
+  std::optional<Cr8Move> m = DecodeCr8Move(to_cr8_rax, sizeof(to_cr8_rax));
+  ASSERT_TRUE(m.has_value());
+  EXPECT_TRUE(m->to_cr8);
+  EXPECT_EQ(m->gpr, 0);
+  EXPECT_EQ(m->length, 4);
+  m = DecodeCr8Move(from_cr8_r11, sizeof(from_cr8_r11));
+  ASSERT_TRUE(m.has_value());
+  EXPECT_FALSE(m->to_cr8);
+  EXPECT_EQ(m->gpr, 11);
+  EXPECT_FALSE(DecodeCr8Move(to_cr3, sizeof(to_cr3)).has_value());
+  EXPECT_FALSE(DecodeCr8Move(to_cr8_rax, 3).has_value());  // truncated
+
+  X86Decoder d(64);
+  std::vector<uint8_t> block(to_cr8_rax, to_cr8_rax + 4);
+  block.insert(block.end(), to_cr3, to_cr3 + 3);
+  const std::vector<CodeSite> sites = d.FindSites(block.data(), block.size(), 0x1000);
+  ASSERT_EQ(sites.size(), 2u);
+  EXPECT_EQ(sites[0], (CodeSite{0x1000, 4, CodeSiteKind::kCr8}));
+  EXPECT_EQ(sites[1], (CodeSite{0x1004, 3, CodeSiteKind::kControl}));
 }
 
 }  // namespace

@@ -157,6 +157,14 @@ constexpr uint8_t kRomCode[] = {
 constexpr uint64_t kRomMbEntry = 0x0C1, kRomSipiEdx = 0x0FE,
                    kRomSipiSeg = 0x111, kRomMode = 0x118, kRomMbEax = 0x11C,
                    kRomMbEbx = 0x120;
+// Unicorn's ids of the general registers in encoding order (RAX = 0 ...
+// R15 = 15: ModRM.reg/rm with REX.R/REX.B).
+constexpr int kGpr[16] = {
+    UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX,
+    UC_X86_REG_RSP, UC_X86_REG_RBP, UC_X86_REG_RSI, UC_X86_REG_RDI,
+    UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
+    UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15};
+
 // ROM+0x200: "cli; hlt; jmp $-2" where a shut-down vCPU parks.
 constexpr uint64_t kRomParkOffset = 0x200;
 
@@ -571,6 +579,7 @@ bool Vcpu::Impl::FirstSight(uint64_t addr, uint32_t size) {
       case CodeSiteKind::kRdtsc: special_[site.address] = Special::kRdtsc; break;
       case CodeSiteKind::kRdtscp: special_[site.address] = Special::kRdtscp; break;
       case CodeSiteKind::kControl: special_[site.address] = Special::kControl; break;
+      case CodeSiteKind::kCr8: special_[site.address] = Special::kCr8; break;
     }
     added |= AddHook(site.address, site.address);
   }
@@ -722,11 +731,16 @@ void Vcpu::Impl::Code(uint64_t addr) {
     InvalidateControl();  // runs before the instruction
     return;
   }
+  if (it->second == Special::kCr8) {
+    EmulateCr8(addr);
+    return;
+  }
   const PagingRegs& pg = ReadPaging();
   uint8_t b[3] = {};
   ReadCode(pg, addr, b, 3);
   switch (it->second) {
     case Special::kControl:
+    case Special::kCr8:
       break;
     case Special::kRdmsr:
       if (b[0] == 0x0F && b[1] == 0x32) EmulateRdmsr(addr);
@@ -821,6 +835,33 @@ void Vcpu::Impl::EmulateWrmsr(uint64_t addr) {
     return;
   }
   SetReg(UC_X86_REG_RIP, addr + 2);
+}
+
+// MOV to/from CR8 is the local APIC's TPR (SDM vol. 3, 10.8.6.1 "Interaction
+// of Task Priorities between CR8 and APIC"): CR8[3:0] = TPR[7:4]; a write
+// sets TPR[3:0] to 0, and an interrupt it unmasks is taken right after the
+// instruction (the RIP write ends the block; the APIC's update kicks the
+// vCPU). Bits 63:4 of a written value are reserved: #GP(0). At CPL > 0 the
+// instruction runs in Unicorn, which raises #GP(0) itself. Unicorn has no
+// APIC: without this its CR8 reads 0 and writes vanish.
+void Vcpu::Impl::EmulateCr8(uint64_t addr) {
+  if (!Cpl0()) return;
+  uint8_t code[16] = {};
+  const size_t n = ReadCode(ReadPaging(), addr, code, sizeof(code));
+  const std::optional<Cr8Move> m = DecodeCr8Move(code, n);
+  if (!m) return;
+  const int reg = kGpr[m->gpr];
+  if (m->to_cr8) {
+    const uint64_t value = Reg(reg);
+    if (value >> 4) {
+      RaiseGp0(addr);
+      return;
+    }
+    host_->WriteTpr(config_.index, static_cast<uint8_t>(value << 4));
+  } else {
+    SetReg(reg, host_->ReadTpr(config_.index) >> 4);
+  }
+  SetReg(UC_X86_REG_RIP, addr + m->length);
 }
 
 void Vcpu::Impl::EmulateRdtsc(uint64_t addr, int len, bool p) {
@@ -964,11 +1005,6 @@ std::optional<MemoryOperandInsn> Vcpu::Impl::FindAccess(
     ops.operands = Decoder(pg).MemoryOperands(code.data(), n, block_start_);
   }
   if (!ops.operands.complete) return std::nullopt;
-  static constexpr int kGpr[16] = {
-      UC_X86_REG_RAX, UC_X86_REG_RCX, UC_X86_REG_RDX, UC_X86_REG_RBX,
-      UC_X86_REG_RSP, UC_X86_REG_RBP, UC_X86_REG_RSI, UC_X86_REG_RDI,
-      UC_X86_REG_R8,  UC_X86_REG_R9,  UC_X86_REG_R10, UC_X86_REG_R11,
-      UC_X86_REG_R12, UC_X86_REG_R13, UC_X86_REG_R14, UC_X86_REG_R15};
   uint64_t gpr[16] = {};
   {
     int ids[16];

@@ -48,6 +48,11 @@ class VcpuHost {
   // nullopt / false means "no such MSR": the vCPU raises #GP(0).
   virtual std::optional<uint64_t> ReadMsr(int cpu, uint32_t msr) = 0;
   virtual bool WriteMsr(int cpu, uint32_t msr, uint64_t value) = 0;
+  // The local APIC's task priority register (SDM 11.8.3.1), which MOV
+  // to/from CR8 reads and writes (CR8[3:0] = TPR[7:4]). A write re-evaluates
+  // what is pending (and kicks the vCPU if something became deliverable).
+  virtual uint8_t ReadTpr(int cpu) = 0;
+  virtual void WriteTpr(int cpu, uint8_t tpr) = 0;
   // Current virtual time in ticks at the start of the running slice.
   virtual uint64_t SliceStartTime() const = 0;
 };

@@ -72,7 +72,7 @@ class Vcpu::Impl {
     bool ends_with_shadow;  // last instruction is STI / MOV SS / POP SS
   };
   // What the code hook at a site emulates (x86_decode.h: CodeSiteKind).
-  enum class Special : uint8_t { kRdmsr, kWrmsr, kRdtsc, kRdtscp, kControl };
+  enum class Special : uint8_t { kRdmsr, kWrmsr, kRdtsc, kRdtscp, kControl, kCr8 };
   // A fault raised while delivering an event (SDM 6.14/6.15); vector -1:
   // delivery is not modelled in this mode (real mode).
   struct Fault {
@@ -284,6 +284,7 @@ class Vcpu::Impl {
   void EmulateRdmsr(uint64_t addr);
   void EmulateWrmsr(uint64_t addr);
   inline void EmulateRdtsc(uint64_t addr, int len, bool p);
+  void EmulateCr8(uint64_t addr);
   static int OnCpuid(uc_engine*, void* ud);
   bool Cpuid();
 

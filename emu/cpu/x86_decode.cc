@@ -135,8 +135,13 @@ std::vector<CodeSite> X86Decoder::FindSites(const uint8_t* code, size_t n,
       case X86_INS_INVLPG:
       case X86_INS_INVPCID: kind = CodeSiteKind::kControl; break;
       case X86_INS_MOV:
-        if (!IsMovToCr(insn->bytes, insn->size, bits_ == 64)) continue;
-        kind = CodeSiteKind::kControl;
+        if (bits_ == 64 && DecodeCr8Move(insn->bytes, insn->size)) {
+          kind = CodeSiteKind::kCr8;
+        } else if (IsMovToCr(insn->bytes, insn->size, bits_ == 64)) {
+          kind = CodeSiteKind::kControl;
+        } else {
+          continue;
+        }
         break;
       default: continue;
     }
@@ -239,6 +244,22 @@ std::vector<CodeSite> ScanSiteCandidates(const uint8_t* code, size_t n,
     }
   }
   return sites;
+}
+
+std::optional<Cr8Move> DecodeCr8Move(const uint8_t* code, size_t n) {
+  const size_t i = SkipPrefixes(code, n, /*rex=*/false);
+  size_t j = i;
+  uint8_t rex = 0;
+  if (j < n && (code[j] & 0xF0) == 0x40) rex = code[j++];
+  if (j + 3 > n) return std::nullopt;
+  if (code[j] != 0x0F || (code[j + 1] != 0x22 && code[j + 1] != 0x20)) return std::nullopt;
+  const uint8_t modrm = code[j + 2];
+  // The ModRM.mod field is ignored: the operand is always a register.
+  const int cr = ((rex & 4) ? 8 : 0) | ((modrm >> 3) & 7);
+  if (cr != 8) return std::nullopt;
+  return Cr8Move{.to_cr8 = code[j + 1] == 0x22,
+                 .gpr = ((rex & 1) ? 8 : 0) | (modrm & 7),
+                 .length = static_cast<int>(j + 3)};
 }
 
 int MovStoreLength(const uint8_t* code, size_t n, bool code64) {

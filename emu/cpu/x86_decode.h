@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace irqlab {
@@ -27,7 +28,19 @@ enum class CodeSiteKind : uint8_t {
   // Changes paging or descriptor-table state the vCPU caches: MOV to CRn,
   // LMSW, CLTS, LGDT, LIDT, INVLPG, INVPCID.
   kControl,
+  // MOV to or from CR8 in 64-bit mode: the local APIC's TPR (DecodeCr8Move).
+  kCr8,
 };
+
+// A MOV to or from CR8 (64-bit mode: REX.R selects CR8, 0F 22 /r writes it,
+// 0F 20 /r reads it; SDM vol. 3, 10.8.6.1 / 11.8.6.1).
+struct Cr8Move {
+  bool to_cr8;  // MOV CR8, r64 (else MOV r64, CR8)
+  int gpr;      // 0 = RAX ... 15 = R15 (ModRM.rm + REX.B)
+  int length;   // bytes
+};
+// The CR8 move at `code` (n bytes available, 64-bit code), or nullopt.
+std::optional<Cr8Move> DecodeCr8Move(const uint8_t* code, size_t n);
 
 struct CodeSite {
   uint64_t address;  // of the instruction

@@ -220,6 +220,8 @@ class Machine : public VcpuHost, public Clock {
   void PortWrite(int cpu, uint16_t port, unsigned size, uint64_t value) override;
   std::optional<uint64_t> ReadMsr(int cpu, uint32_t msr) override;
   bool WriteMsr(int cpu, uint32_t msr, uint64_t value) override;
+  uint8_t ReadTpr(int cpu) override { return lapics_[cpu]->tpr(); }
+  void WriteTpr(int cpu, uint8_t tpr) override { lapics_[cpu]->SetTpr(tpr); }
   uint64_t SliceStartTime() const override { return slice_start_time_; }
 
  private:
