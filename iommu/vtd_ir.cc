@@ -150,7 +150,17 @@ RemapResult VtdUnit::Remap(const MsiMessage& message) {
   }
   const CachedIrte& entry = *cached;
   const vtd::Irte& irte = entry.irte;
-  if (!SourceIdVerified(irte, message.requester_id)) {
+  if (!SourceIdVerified(irte, message.requester_id) &&
+      !(config_.compat == CompatProfile::kQemu &&
+        message.requester_id == config_.ioapic_source_id)) {
+    if (message.requester_id == config_.ioapic_source_id && tracing()) {
+      Trace(trace::COMPAT,
+            absl::StrFormat("IOAPIC interrupt blocked by IRTE 0x%x SID %s (SVT %u): QEMU's "
+                            "IOAPIC sends no requester id and skips this check "
+                            "(--compat=qemu)",
+                            index, FormatRequesterId(irte.sid()), irte.svt()),
+            -1, message.address, message.data, message.requester_id);
+    }
     InterruptFault(message, fault::kIrSourceId, static_cast<uint16_t>(index),
                    irte.fpd());
     return result;

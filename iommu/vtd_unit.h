@@ -165,6 +165,7 @@
 
 #include "absl/status/statusor.h"
 #include "emu/core/clock.h"
+#include "emu/core/compat.h"
 #include "emu/core/event_queue.h"
 #include "emu/core/guest_ram.h"
 #include "emu/core/interrupt_remapper.h"
@@ -196,6 +197,15 @@ struct VtdConfig {
   uint32_t iec_capacity = 65536;
   // Requester id on the unit's own fault-event / invalidation-event MSIs.
   uint16_t requester_id = 0x0000;
+  // The IOAPIC's source id (its DMAR device scope; IOAPIC-originated
+  // remappable interrupts carry it, 5.1.5.1) and the compatibility profile
+  // (emu/core/compat.h). QEMU's IOAPIC sends no requester id, so guests
+  // written for QEMU put a PCI device's SID into the IOAPIC's IRTEs (SVT=01b)
+  // and get fault 0x26 here, as on hardware; under CompatProfile::kQemu
+  // requests from `ioapic_source_id` skip source-id verification, and under
+  // kSpec such a fault is also traced as COMPAT.
+  uint16_t ioapic_source_id = 0xF0F8;
+  CompatProfile compat = CompatProfile::kSpec;
 
   // Device-TLBs (ECAP.DT) and what the endpoints behind the unit do with a
   // device-TLB invalidation descriptor (6.5.2.5: the unit sends a PCIe ATS

@@ -174,6 +174,32 @@ TEST_F(VtdIrTest, Fault26SourceIdWithQualifier) {
   ExpectFault(2, kIoApic | 2, 4, 0x26);
 }
 
+// QEMU's IOAPIC sends no requester id, so guests written for QEMU put a
+// PCI device's SID into the IOAPIC's IRTEs. On hardware (the default,
+// CompatProfile::kSpec) the IOAPIC's request carries F0:1F.0 and faults
+// 0x26 (5.1.4), and a COMPAT trace line says why a QEMU guest would be
+// surprised. Under CompatProfile::kQemu requests from the IOAPIC's source id
+// skip source-id verification; other requesters are still checked.
+TEST_F(VtdIrTest, IoApicSourceIdFollowsTheCompatProfile) {
+  EnableIr();
+  SetIrte(2, Irte::Remapped({.vector = 0x33, .sid = kDev, .sq = 0, .svt = 1}));
+  unit_->Signal(MsiMessage::Remappable(2, false, 0, kIoApic));
+  EXPECT_TRUE(Interrupts().empty());
+  ExpectFault(0, kIoApic, 2, 0x26);
+  ASSERT_EQ(Details(trace::COMPAT).size(), 1u);
+  EXPECT_NE(Details(trace::COMPAT)[0].find("--compat=qemu"), std::string::npos);
+
+  Init(VtdConfig{.ioapic_source_id = kIoApic, .compat = CompatProfile::kQemu});
+  EnableIr();
+  SetIrte(2, Irte::Remapped({.vector = 0x33, .sid = kDev, .sq = 0, .svt = 1}));
+  unit_->Signal(MsiMessage::Remappable(2, false, 0, kIoApic));
+  ASSERT_EQ(Interrupts().size(), 1u);
+  EXPECT_EQ(Interrupts()[0].message.Vector(), 0x33);
+  unit_->Signal(MsiMessage::Remappable(2, false, 0, kDev | 1));  // another function
+  EXPECT_EQ(Interrupts().size(), 1u);
+  ExpectFault(0, kDev | 1, 2, 0x26);
+}
+
 // Reason 0x26, SVT=10b: the requester's bus must lie in [SID[15:8],
 // SID[7:0]]. FPD suppresses recording.
 TEST_F(VtdIrTest, Fault26BusRange) {

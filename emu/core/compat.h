@@ -9,6 +9,10 @@
 //   pci/pci_host.cc   CONFIG_ADDRESS bits 1:0 (PCI 3.0, 3.2.2.3.2: read as 0,
 //                     ignored) are kept and select the byte of the register
 //                     at the data port, as in QEMU's pci_host_data_read.
+//   iommu/vtd_ir.cc   interrupts from the IOAPIC's source id skip IRTE
+//                     source-id verification (VT-d 5.1.4: fault 0x26):
+//                     QEMU's IOAPIC sends no requester id, so guests written
+//                     for QEMU put a PCI device's SID into its IRTEs.
 #ifndef IRQLAB_EMU_CORE_COMPAT_H_
 #define IRQLAB_EMU_CORE_COMPAT_H_
 
