@@ -130,7 +130,11 @@ TEST(CpuModelTest, ParsesQemuStyleSpecs) {
   EXPECT_EQ(ParseCpuSpec("pentium").status().message(),
             "unknown CPU model \"pentium\" (known: skylake, qemu64; see irqlab cpus)");
   EXPECT_EQ(ParseCpuSpec("skylake,+avx512").status().message(),
-            "unknown feature \"+avx512\" (known: x2apic, tsc-deadline)");
+            "unknown feature \"+avx512\" (known: x2apic, tsc-deadline; policy: ignore-msrs)");
+  s = ParseCpuSpec("qemu64,ignore-msrs");
+  ASSERT_TRUE(s.ok());
+  EXPECT_TRUE(s->ignore_msrs);
+  EXPECT_FALSE(ParseCpuSpec("").value().ignore_msrs);
   EXPECT_FALSE(ParseCpuSpec("skylake,x2apic").ok());
 }
 

@@ -65,10 +65,10 @@ struct Booted {
   Tracer tracer;
 };
 
-std::unique_ptr<Booted> Boot(const std::vector<uint8_t>& code, int cpus = 1) {
+std::unique_ptr<Booted> Boot(const std::vector<uint8_t>& code, int cpus = 1,
+                             MachineConfig mc = {}) {
   auto b = std::make_unique<Booted>();
   b->tracer.AddSink(&b->recorder);
-  MachineConfig mc;
   mc.cpus = cpus;
   absl::StatusOr<std::unique_ptr<Machine>> m = Machine::Create(mc, &b->tracer);
   EXPECT_TRUE(m.ok()) << m.status();
@@ -294,6 +294,52 @@ TEST(MachineTest, CpuidApicBitFollowsApicBaseEnable) {
   RunResult r = b->machine->Run(1'000'000);
   EXPECT_EQ(r.outcome, RunResult::Outcome::kExit) << r.detail;
   EXPECT_EQ(r.exit_status, 3);  // before: APIC 1, after: APIC 0
+}
+
+}  // namespace
+}  // namespace irqlab
+
+namespace irqlab {
+namespace {
+
+// MSRs the CPU model implies exist (emu/cpu/msr_file.h): MTRRcap reads
+// 0x508 on the default model (exit value 0x508 & 0x7F = 8 -> status 17).
+TEST(MachineTest, RdmsrOfAnImpliedMsrReadsItsValue) {
+  auto b = Boot({0xB9, 0xFE, 0, 0, 0,     // mov ecx, IA32_MTRRCAP
+                 0x0F, 0x32,              // rdmsr
+                 0x83, 0xE0, 0x7F,        // and eax, 0x7F
+                 0xE7, 0xF4});            // out 0xf4, eax
+  ASSERT_NE(b, nullptr);
+  RunResult r = b->machine->Run(1'000'000);
+  EXPECT_EQ(r.outcome, RunResult::Outcome::kExit) << r.detail;
+  EXPECT_EQ(r.exit_status, 17);
+}
+
+// An MSR no model implies: #GP(0) (here with no IDT: a triple fault), or,
+// with KVM's ignore_msrs policy, reads 0 and drops the write (both traced).
+TEST(MachineTest, UnknownMsrIsGpUnlessIgnoreMsrs) {
+  const std::vector<uint8_t> code = {
+      0xB9, 0x78, 0x56, 0x34, 0x12,  // mov ecx, 0x12345678
+      0xB8, 0x07, 0, 0, 0,           // mov eax, 7
+      0x0F, 0x30,                    // wrmsr
+      0x0F, 0x32,                    // rdmsr (eax := 0 if ignored)
+      0xE7, 0xF4};                   // out 0xf4, eax
+  auto strict = Boot(code);
+  ASSERT_NE(strict, nullptr);
+  EXPECT_EQ(strict->machine->Run(1'000'000).outcome, RunResult::Outcome::kShutdown);
+
+  MachineConfig mc;
+  mc.ignore_msrs = true;
+  auto ignoring = Boot(code, 1, mc);
+  ASSERT_NE(ignoring, nullptr);
+  RunResult r = ignoring->machine->Run(1'000'000);
+  EXPECT_EQ(r.outcome, RunResult::Outcome::kExit) << r.detail;
+  EXPECT_EQ(r.exit_status, 1);  // read back 0: the write was dropped
+  int ignored = 0;
+  for (const TraceEvent& e : ignoring->recorder.events()) {
+    if (e.stage() == trace::MSR && absl::StrContains(e.detail(), "(ignore-msrs)")) ++ignored;
+  }
+  EXPECT_EQ(ignored, 2);
 }
 
 }  // namespace

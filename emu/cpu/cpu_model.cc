@@ -189,6 +189,10 @@ absl::StatusOr<CpuSpec> ParseCpuSpec(std::string_view text) {
   }
   for (size_t i = first; i < items.size(); ++i) {
     const std::string& item = items[i];
+    if (item == "ignore-msrs" || item == "+ignore-msrs" || item == "-ignore-msrs") {
+      spec.ignore_msrs = item[0] != '-';
+      continue;
+    }
     if (item[0] != '+' && item[0] != '-') {
       return absl::InvalidArgumentError(absl::StrFormat(
           "feature \"%s\": write +%s or -%s (the model comes first)", item, item, item));
@@ -201,7 +205,8 @@ absl::StatusOr<CpuSpec> ParseCpuSpec(std::string_view text) {
       spec.tsc_deadline = on;
     } else {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "unknown feature \"%s\" (known: x2apic, tsc-deadline)", item));
+          "unknown feature \"%s\" (known: x2apic, tsc-deadline; policy: ignore-msrs)",
+          item));
     }
   }
   return spec;
@@ -215,6 +220,15 @@ std::string DescribeCpuModels() {
   absl::StrAppend(&out,
                   "Features: x2apic (CPUID.1:ECX[21], x2APIC mode), tsc-deadline "
                   "(CPUID.1:ECX[24], IA32_TSC_DEADLINE); both on by default.\n"
+                  "Policy: ignore-msrs (an MSR the model does not imply reads 0 and drops "
+                  "writes, traced, instead of #GP(0); KVM's ignore_msrs).\n"
+                  "MSRs (emu/cpu/msr_file.h): Unicorn's (EFER, STAR/LSTAR/CSTAR/FMASK, "
+                  "FS/GS/KERNEL_GS_BASE, PAT, SYSENTER_*), TSC, the APIC's (APIC_BASE, "
+                  "TSC_DEADLINE, x2APIC 0x800-0x8FF), MTRRs (MTRRcap 0xFE, 0x200-0x20F, "
+                  "fixed, MTRRdefType 0x2FF), machine check (MCG_CAP/STATUS/CTL, 10 banks "
+                  "at 0x400); GenuineIntel: PLATFORM_ID 0x17, BIOS_SIGN_ID 0x8B, "
+                  "PLATFORM_INFO 0xCE, MISC_ENABLE 0x1A0; AuthenticAMD: K7 PerfEvtSel/PerfCtr "
+                  "0xC0010000-7. Any other MSR: #GP(0).\n"
                   "Every model: 1 GHz TSC and APIC timer clock (leaves 0x15/0x16 where "
                   "the model has them); CPUID.1:EDX.APIC follows IA32_APIC_BASE.EN.\n");
   return out;

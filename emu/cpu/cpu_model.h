@@ -19,6 +19,7 @@
 //                      family 6 model 6; kernels written for QEMU then take
 //                      AMD paths (e.g. the K7 PMU MSRs).
 // Features (+name / -name): x2apic, tsc-deadline (both on by default).
+// Policy: ignore-msrs (KVM's ignore_msrs; emu/cpu/msr_file.h).
 //
 // Not modelled: leaves 4 (deterministic cache parameters: type 0, so kernels
 // use leaf 2), 0xA (no architectural PMU), 0xD (no XSAVE), 0x40000000-
@@ -90,6 +91,7 @@ struct CpuSpec {
   const CpuModel* model = nullptr;  // never null after ParseCpuSpec
   bool x2apic = true;
   bool tsc_deadline = true;
+  bool ignore_msrs = false;  // "ignore-msrs" (KVM's ignore_msrs)
 };
 // Returns InvalidArgument naming the unknown model or feature, or a feature
 // written without its + or -.

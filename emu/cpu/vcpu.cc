@@ -781,15 +781,19 @@ void Vcpu::Impl::EmulateRdmsr(uint64_t addr) {
   uint32_t msr = static_cast<uint32_t>(Reg(UC_X86_REG_RCX));
   if (UnicornOwnsMsr(msr)) return;  // Unicorn executes it
   std::optional<uint64_t> v;
+  bool ignored = false;
   if (!Cpl0()) {
     v = std::nullopt;
   } else if (msr == 0x10) {
     v = VirtualTsc();
-  } else {
+  } else if (v = msrs_.Read(msr); !v) {
     v = host_->ReadMsr(config_.index, msr);
+    if (!v && config_.ignore_msrs) v = 0, ignored = true;
   }
   if (tracing()) {  // the string only when traced: APIC MSR fast path
-    Trace(trace::MSR, absl::StrFormat("rdmsr %#x%s", msr, v ? "" : " #GP"),
+    Trace(trace::MSR,
+          absl::StrFormat("rdmsr %#x%s", msr,
+                          ignored ? ": no such MSR, reads 0 (ignore-msrs)" : v ? "" : " #GP"),
           -1, msr, v.value_or(0));
   }
   if (!v) {
@@ -815,10 +819,21 @@ void Vcpu::Impl::EmulateWrmsr(uint64_t addr) {
   }
   const uint64_t value = (rax & 0xFFFFFFFF) | (rdx << 32);
   const uint64_t budget_before = budget_end_;
-  const bool ok = (cs & 3) == 0 &&
-                  (msr == 0x10 || host_->WriteMsr(config_.index, msr, value));
+  bool ok = false, ignored = false;
+  if ((cs & 3) == 0) {
+    switch (msr == 0x10 ? MsrFile::WriteResult::kOk : msrs_.Write(msr, value)) {
+      case MsrFile::WriteResult::kOk: ok = true; break;
+      case MsrFile::WriteResult::kGp: break;
+      case MsrFile::WriteResult::kNotHere:
+        ok = host_->WriteMsr(config_.index, msr, value);
+        if (!ok && config_.ignore_msrs) ok = ignored = true;
+        break;
+    }
+  }
   if (tracing()) {  // the string only when traced: APIC MSR fast path
-    Trace(trace::MSR, absl::StrFormat("wrmsr %#x%s", msr, ok ? "" : " #GP"),
+    Trace(trace::MSR,
+          absl::StrFormat("wrmsr %#x%s", msr,
+                          ignored ? ": no such MSR, dropped (ignore-msrs)" : ok ? "" : " #GP"),
           -1, msr, value);
   }
   if (!ok) {

@@ -66,6 +66,9 @@ struct VcpuConfig {
   // Every CPUID leaf (emu/cpu/cpu_model.h); null: the default model. Not
   // owned (the models are static).
   const CpuModel* cpu_model = nullptr;
+  // KVM's ignore_msrs: an MSR nobody implements reads 0 and drops writes
+  // (traced) instead of raising #GP(0).
+  bool ignore_msrs = false;
 };
 
 class Vcpu {

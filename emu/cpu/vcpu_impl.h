@@ -40,6 +40,7 @@
 #include "emu/core/guest_ram.h"
 #include "emu/core/interrupt_source.h"
 #include "emu/core/trace.h"
+#include "emu/cpu/msr_file.h"
 #include "emu/cpu/vcpu.h"
 #include "emu/cpu/x86_decode.h"
 #include "emu/cpu/x86_paging.h"
@@ -335,6 +336,7 @@ class Vcpu::Impl {
   // Static configuration.
   const VcpuConfig config_;
   const CpuModel* const model_;  // never null
+  MsrFile msrs_{model_};          // the MSRs the model implies (msr_file.h)
   GuestRam* const ram_;
   VcpuHost* const host_;
   InterruptSource* const irq_;

@@ -173,6 +173,7 @@ absl::Status Machine::Init() {
     vc.x2apic = config_.x2apic;
     vc.tsc_deadline = config_.tsc_deadline;
     vc.cpu_model = config_.cpu_model;
+    vc.ignore_msrs = config_.ignore_msrs;
     ASSIGN_OR_RETURN(std::unique_ptr<Vcpu> vcpu,
                      Vcpu::Create(vc, ram_.get(), this, lapics_[i].get(), tracer_));
     vcpus_.push_back(std::move(vcpu));
@@ -646,8 +647,9 @@ void Machine::FitSliceToEvents() {
 }
 
 std::optional<uint64_t> Machine::ReadMsr(int cpu, uint32_t msr) {
+  // Anything else: no such MSR; the vCPU traces what it does about it
+  // (#GP, or ignore-msrs).
   if (LocalApic::HandlesMsr(msr)) return lapics_[cpu]->ReadMsr(msr);
-  Trace(trace::MSR, cpu, absl::StrFormat("rdmsr 0x%x: no such MSR, #GP", msr), -1, msr);
   return std::nullopt;
 }
 
@@ -657,8 +659,7 @@ bool Machine::WriteMsr(int cpu, uint32_t msr, uint64_t value) {
     FitSliceToEvents();
     return ok;
   }
-  Trace(trace::MSR, cpu, absl::StrFormat("wrmsr 0x%x: no such MSR, #GP", msr), -1, msr, value);
-  return false;
+  return false;  // no such MSR (the vCPU traces it)
 }
 
 }  // namespace irqlab

@@ -67,6 +67,8 @@ struct MachineConfig {
   bool tsc_deadline = true;
   // CPUID identity (emu/cpu/cpu_model.h); null: the default model.
   const CpuModel* cpu_model = nullptr;
+  // KVM's ignore_msrs (emu/cpu/vcpu.h: VcpuConfig::ignore_msrs).
+  bool ignore_msrs = false;
   uint64_t slice_ticks = 10000;
   // Echo guest serial output to this stream as it is written (may be null).
   std::ostream* console = nullptr;

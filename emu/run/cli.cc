@@ -334,6 +334,7 @@ int CmdBoot(const std::vector<std::string>& args, const std::vector<std::string>
   mc.cpu_model = cpu->model;
   mc.x2apic = cpu->x2apic;
   mc.tsc_deadline = cpu->tsc_deadline;
+  mc.ignore_msrs = cpu->ignore_msrs;
   for (const std::string& d : devices) {
     absl::StatusOr<MachineConfig::Device> spec = ParseDeviceSpec(d);
     if (!spec.ok()) {

@@ -445,6 +445,7 @@ absl::StatusOr<ScenarioReport> RunScenario(const scenario::Scenario& s,
                                ? RouteUpdateOrder::kStaleBeforeService
                                : RouteUpdateOrder::kUpdateBeforeService;
   mc.extended_destination_id = s.machine().extended_destination_id();
+  mc.ignore_msrs = s.machine().ignore_msrs();
   mc.compat = s.machine().compat() == scenario::QEMU ? CompatProfile::kQemu : CompatProfile::kSpec;
   if (s.machine().ioapic_version() != 0) {
     if (s.machine().ioapic_version() != 0x20 && s.machine().ioapic_version() != 0x11) {
