@@ -57,17 +57,14 @@ int FixedMtrrIndex(uint32_t msr) {
 }  // namespace
 
 MsrFile::MsrFile(const CpuModel* model)
-    : model_(model), misc_enable_(kMiscEnableReset) {}
-
-bool MsrFile::Mtrr() const { return model_->leaf1_edx & kEdxMtrr; }
-bool MsrFile::Mca() const {
-  return (model_->leaf1_edx & kEdxMce) && (model_->leaf1_edx & kEdxMca);
-}
-bool MsrFile::Intel() const { return model_->vendor == "GenuineIntel"; }
-bool MsrFile::Amd() const { return model_->vendor == "AuthenticAMD"; }
+    : mtrr_(model->leaf1_edx & kEdxMtrr),
+      mca_((model->leaf1_edx & kEdxMce) && (model->leaf1_edx & kEdxMca)),
+      intel_(model->vendor == "GenuineIntel"),
+      amd_(model->vendor == "AuthenticAMD"),
+      misc_enable_(kMiscEnableReset) {}
 
 std::optional<uint64_t> MsrFile::Read(uint32_t msr) const {
-  if (Mtrr()) {
+  if (mtrr_) {
     if (msr == kMtrrCap) return kMtrrCapValue;
     if (msr == kMtrrDefType) return mtrr_def_type_;
     if (msr >= kMtrrPhysBase0 && msr < kMtrrPhysBase0 + 2 * kVariableMtrrs) {
@@ -75,19 +72,19 @@ std::optional<uint64_t> MsrFile::Read(uint32_t msr) const {
     }
     if (const int i = FixedMtrrIndex(msr); i >= 0) return mtrr_fixed_[i];
   }
-  if (Mca()) {
+  if (mca_) {
     if (msr == kMcgCap) return kMcgCapValue;
     if (msr == kMcgStatus) return mcg_status_;
     if (msr == kMcgCtl) return mcg_ctl_;
     if (msr >= kMc0Ctl && msr < kMc0Ctl + 4 * kMceBanks) return mc_banks_[msr - kMc0Ctl];
   }
-  if (Intel()) {
+  if (intel_) {
     if (msr == kPlatformId) return 0;
     if (msr == kBiosSignId) return kBiosSignIdValue;
     if (msr == kPlatformInfo) return kPlatformInfoValue;
     if (msr == kMiscEnable) return misc_enable_;
   }
-  if (Amd() && msr >= kK7PerfEvtSel0 && msr < kK7PerfEvtSel0 + 8) {
+  if (amd_ && msr >= kK7PerfEvtSel0 && msr < kK7PerfEvtSel0 + 8) {
     return k7_perf_[msr - kK7PerfEvtSel0];
   }
   return std::nullopt;
@@ -95,7 +92,7 @@ std::optional<uint64_t> MsrFile::Read(uint32_t msr) const {
 
 MsrFile::WriteResult MsrFile::Write(uint32_t msr, uint64_t value) {
   using R = WriteResult;
-  if (Mtrr()) {
+  if (mtrr_) {
     if (msr == kMtrrCap) return R::kGp;  // read-only
     if (msr == kMtrrDefType) {
       // Bits 7:0 type, 10 FE, 11 E; the rest reserved (SDM 12.11.2.1).
@@ -122,7 +119,7 @@ MsrFile::WriteResult MsrFile::Write(uint32_t msr, uint64_t value) {
       return R::kOk;
     }
   }
-  if (Mca()) {
+  if (mca_) {
     if (msr == kMcgCap) return R::kGp;
     if (msr == kMcgStatus) {
       // RIPV, EIPV, MCIP, LMCE_S (bits 3:0); the rest reserved.
@@ -140,7 +137,7 @@ MsrFile::WriteResult MsrFile::Write(uint32_t msr, uint64_t value) {
       return R::kOk;
     }
   }
-  if (Intel()) {
+  if (intel_) {
     if (msr == kPlatformId || msr == kPlatformInfo) return R::kGp;  // read-only
     if (msr == kBiosSignId) return R::kOk;  // a microcode-update trigger: ignored
     if (msr == kMiscEnable) {
@@ -148,7 +145,7 @@ MsrFile::WriteResult MsrFile::Write(uint32_t msr, uint64_t value) {
       return R::kOk;
     }
   }
-  if (Amd() && msr >= kK7PerfEvtSel0 && msr < kK7PerfEvtSel0 + 8) {
+  if (amd_ && msr >= kK7PerfEvtSel0 && msr < kK7PerfEvtSel0 + 8) {
     const bool counter = msr >= kK7PerfEvtSel0 + 4;
     k7_perf_[msr - kK7PerfEvtSel0] = counter ? value & kK7CounterMask : value;
     return R::kOk;

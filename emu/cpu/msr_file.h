@@ -52,7 +52,7 @@ class MsrFile {
   static constexpr int kMceBanks = 10;
   static constexpr int kVariableMtrrs = 8;
 
-  // REQUIRES: `model` non-null (the models are static).
+  // REQUIRES: `model` non-null.
   explicit MsrFile(const CpuModel* model);
 
   // The value of `msr`, or nullopt if this file does not implement it
@@ -64,12 +64,12 @@ class MsrFile {
   WriteResult Write(uint32_t msr, uint64_t value);
 
  private:
-  bool Mtrr() const;
-  bool Mca() const;
-  bool Intel() const;
-  bool Amd() const;
-
-  const CpuModel* const model_;
+  // --- static configuration (what the model implies; computed once: the
+  // x2APIC EOI WRMSR passes through Write() on every interrupt) ---
+  const bool mtrr_;
+  const bool mca_;
+  const bool intel_;
+  const bool amd_;
   // --- volatile state (power-up values) ---
   uint64_t mtrr_def_type_ = 0;
   std::array<uint64_t, 2 * kVariableMtrrs> mtrr_var_{};  // base, mask pairs
