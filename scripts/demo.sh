@@ -14,7 +14,7 @@ if ! scripts/setup.sh > "$BUILD_DIR/setup.log" 2>&1; then
   echo "demo: set-up failed (log above)" >&2
   exit 1
 fi
-echo "demo: [2/3] building build/emu/irqlab (only what the main job needs)"
+echo "demo: [2/3] building $BUILD_DIR/emu/irqlab (only what the main job needs)"
 BUILD_DIR="$BUILD_DIR" BUILD_TARGET=irqlab scripts/build.sh
 echo "demo: [3/3] running the default scenario (set-up and build took $((SECONDS - start)) s)"
 exec "$BUILD_DIR/emu/irqlab" "$@"
