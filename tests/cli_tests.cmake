@@ -245,3 +245,13 @@ add_test(NAME cli.boot_compat_qemu COMMAND ${CMAKE_COMMAND}
          -DIRQLAB=$<TARGET_FILE:irqlab> -DREGEX=^$ -DEXPECT_RC=1
          "-DARGS=boot;pci;--quiet;--compat=qemu;--device=edu"
          -P ${CMAKE_CURRENT_SOURCE_DIR}/expect_exit.cmake)
+
+# GoogleTest's sharding protocol: the campaign creates GTEST_SHARD_STATUS_FILE
+# when it is set (Bazel fails sharded tests that do not).
+set(SHARD_STATUS ${CMAKE_CURRENT_BINARY_DIR}/shard_status_file)
+add_test(NAME cli.campaign.creates_gtest_shard_status_file COMMAND /bin/sh -c
+         "rm -f '${SHARD_STATUS}' && GTEST_SHARD_STATUS_FILE='${SHARD_STATUS}' GTEST_TOTAL_SHARDS=2 GTEST_SHARD_INDEX=0 '$<TARGET_FILE:irqlab>' campaign '${HELLO}' --seeds=1..2 --jobs=1 --results='${CMAKE_CURRENT_BINARY_DIR}/shard_status.jsonl' >/dev/null && test -f '${SHARD_STATUS}'")
+irqlab_bad_input(campaign_shard_status_unwritable "GTEST_SHARD_STATUS_FILE=/nonexistent/dir/status: cannot create"
+  campaign ${HELLO} --seeds=1..2)
+set_tests_properties(cli.bad_input.campaign_shard_status_unwritable PROPERTIES
+  ENVIRONMENT "GTEST_SHARD_STATUS_FILE=/nonexistent/dir/status")

@@ -318,6 +318,17 @@ int CampaignMain(const CampaignCommand& c, const EnvLookup& env) {
     std::cerr << me << ": " << shard.status().message() << "\n";
     return kUsage;
   }
+  // GoogleTest's sharding protocol: a runner that honours GTEST_* sharding
+  // creates GTEST_SHARD_STATUS_FILE when it is set (Bazel fails sharded
+  // tests that do not).
+  if (const std::optional<std::string> status = env("GTEST_SHARD_STATUS_FILE");
+      status && !status->empty()) {
+    std::ofstream touch(*status, std::ios::binary | std::ios::app);
+    if (!touch) {
+      std::cerr << me << ": GTEST_SHARD_STATUS_FILE=" << *status << ": cannot create\n";
+      return kUsage;
+    }
+  }
   const std::string results = c.results.empty() ? DefaultResultsPath(file, *shard) : c.results;
   std::ofstream out(results, std::ios::binary | std::ios::trunc);
   if (!out) {
