@@ -255,3 +255,7 @@ irqlab_bad_input(campaign_shard_status_unwritable "GTEST_SHARD_STATUS_FILE=/none
   campaign ${HELLO} --seeds=1..2)
 set_tests_properties(cli.bad_input.campaign_shard_status_unwritable PROPERTIES
   ENVIRONMENT "GTEST_SHARD_STATUS_FILE=/nonexistent/dir/status")
+# An unknown expect.outcome is bad input at parse time (exit 2), not a
+# failed expectation after the run.
+irqlab_bad_input(unknown_outcome "unknown_outcome.textproto: expect.outcome: unknown outcome \"exited\" \\(known: exit, hang, time_limit, shutdown\\)"
+  run ${BAD}/unknown_outcome.textproto)

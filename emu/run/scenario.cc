@@ -267,6 +267,21 @@ absl::StatusOr<scenario::Scenario> ParseScenario(std::string_view text,
   if (!parser.ParseFromString(std::string(text), &s)) {
     return absl::InvalidArgumentError(absl::StrCat(std::string(source_name), ":", errors.error()));
   }
+  // expect.outcome is a string in the schema (kept for compatibility);
+  // an unknown one is an error now, not a failed expectation after the run.
+  if (const std::string& o = s.expect().outcome(); !o.empty()) {
+    bool known = false;
+    for (RunResult::Outcome k : {RunResult::Outcome::kExit, RunResult::Outcome::kHang,
+                                 RunResult::Outcome::kTimeLimit, RunResult::Outcome::kShutdown}) {
+      known |= OutcomeName(k) == o;
+    }
+    if (!known) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: expect.outcome: unknown outcome \"%s\" (known: exit, hang, time_limit, "
+          "shutdown)",
+          std::string(source_name), o));
+    }
+  }
   return s;
 }
 
