@@ -105,18 +105,22 @@ uint32_t PciHost::ConfigRead(uint8_t bus, uint8_t device, uint8_t fn,
   return f->ConfigRead(reg, size);
 }
 
+void PciHost::Trace(trace::Stage stage, int cpu, const std::string& detail,
+                    uint64_t address, uint64_t data, uint32_t rid) {
+  platform_.tracer->Emit(platform_.clock != nullptr ? platform_.clock->Now() : 0, stage,
+                         cpu, detail, -1, address, data, rid);
+}
+
 void PciHost::ConfigWrite(uint8_t bus, uint8_t device, uint8_t fn,
                           uint16_t reg, unsigned size, uint32_t value,
                           int cpu) {
   PciFunction* f = Find(bus, device, fn);
-  if (platform_.tracer != nullptr && platform_.tracer->enabled()) {
-    platform_.tracer->Emit(
-        platform_.clock != nullptr ? platform_.clock->Now() : 0,
-        trace::PCI_CONFIG, cpu,
-        absl::StrFormat("%02x:%02x.%x write size=%u%s", bus, device, fn, size,
-                        f == nullptr ? ": no function, dropped"
-                                     : std::string(" ") + f->name()),
-        -1, reg, value, pci::MakeRequesterId(bus, device, fn));
+  if (tracing()) {
+    Trace(trace::PCI_CONFIG, cpu,
+          absl::StrFormat("%02x:%02x.%x write size=%u%s", bus, device, fn, size,
+                          f == nullptr ? ": no function, dropped"
+                                       : std::string(" ") + f->name()),
+          reg, value, pci::MakeRequesterId(bus, device, fn));
   }
   if (f == nullptr || reg >= ConfigSpace::kSize) return;
   f->ConfigWrite(reg, size, value);
@@ -184,16 +188,13 @@ void PciHost::ConfigIo::Write(const AccessOrigin& origin, uint64_t offset,
     address_ = static_cast<uint32_t>(value);
     if (host_->options_.compat == CompatProfile::kQemu || (address_ & 3) == 0) return;
     address_ &= ~3u;  // PCI 3.0 3.2.2.3.2: bits 1:0 read as 0
-    if ((value & pci::kConfigAddressEnable) && host_->platform_.tracer != nullptr &&
-        host_->platform_.tracer->enabled()) {
-      host_->platform_.tracer->Emit(
-          host_->platform_.clock != nullptr ? host_->platform_.clock->Now() : 0,
-          trace::COMPAT, origin.cpu,
-          absl::StrFormat("CONFIG_ADDRESS written with bits 1:0 = %u: ignored (PCI 3.0 "
-                          "3.2.2.3.2); QEMU adds them to the register offset "
-                          "(--compat=qemu)",
-                          static_cast<unsigned>(value & 3)),
-          -1, 0xCF8, value, 0);
+    if ((value & pci::kConfigAddressEnable) && host_->tracing()) {
+      host_->Trace(trace::COMPAT, origin.cpu,
+                   absl::StrFormat("CONFIG_ADDRESS written with bits 1:0 = %u: ignored "
+                                   "(PCI 3.0 3.2.2.3.2); QEMU adds them to the register "
+                                   "offset (--compat=qemu)",
+                                   static_cast<unsigned>(value & 3)),
+                   0xCF8, value, 0);
     }
     return;
   }

@@ -199,6 +199,12 @@ class PciHost {
   };
 
   static int DevFn(uint8_t device, uint8_t fn) { return device << 3 | fn; }
+  bool tracing() const {
+    return platform_.tracer != nullptr && platform_.tracer->enabled();
+  }
+  // REQUIRES: tracing() (callers build `detail` only when tracing).
+  void Trace(trace::Stage stage, int cpu, const std::string& detail, uint64_t address,
+             uint64_t data, uint32_t rid);
 
   // Static configuration.
   const Platform platform_;

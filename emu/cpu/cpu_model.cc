@@ -1,7 +1,6 @@
 #include "emu/cpu/cpu_model.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"

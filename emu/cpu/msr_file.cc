@@ -40,6 +40,13 @@ constexpr uint64_t kPhysMask = ((uint64_t{1} << kMaxPhysAddr) - 1) & ~uint64_t{0
 // K7 performance counters are 48 bits wide (AMD APM vol. 2, 13.2.1).
 constexpr uint64_t kK7CounterMask = (uint64_t{1} << 48) - 1;
 
+// Every MSR of this file is below 0x800 or one of the eight K7 counters, so
+// one compare sends the x2APIC range (the EOI WRMSR of every interrupt) and
+// everything else on to the platform.
+bool InRange(uint32_t msr) {
+  return msr < 0x800 || (msr >= kK7PerfEvtSel0 && msr < kK7PerfEvtSel0 + 8);
+}
+
 // SDM 12.11.2: UC 0, WC 1, WT 4, WP 5, WB 6; 2, 3 and 7+ are reserved.
 bool ValidMemoryType(uint64_t type) {
   return type == 0 || type == 1 || type == 4 || type == 5 || type == 6;
@@ -64,6 +71,7 @@ MsrFile::MsrFile(const CpuModel* model)
       misc_enable_(kMiscEnableReset) {}
 
 std::optional<uint64_t> MsrFile::Read(uint32_t msr) const {
+  if (!InRange(msr)) return std::nullopt;
   if (mtrr_) {
     if (msr == kMtrrCap) return kMtrrCapValue;
     if (msr == kMtrrDefType) return mtrr_def_type_;
@@ -92,6 +100,7 @@ std::optional<uint64_t> MsrFile::Read(uint32_t msr) const {
 
 MsrFile::WriteResult MsrFile::Write(uint32_t msr, uint64_t value) {
   using R = WriteResult;
+  if (!InRange(msr)) return R::kNotHere;
   if (mtrr_) {
     if (msr == kMtrrCap) return R::kGp;  // read-only
     if (msr == kMtrrDefType) {

@@ -184,7 +184,7 @@ absl::Status Machine::Init() {
 absl::Status Machine::InitIommu(const MachineConfig::Device& spec) {
   const int index = static_cast<int>(&spec - config_.devices.data());
   VtdConfig vc;
-  vc.ioapic_source_id = IoApicConfig{}.requester_id;
+  vc.ioapic_source_id = ioapic_->config().requester_id;
   vc.compat = config_.compat;
   ASSIGN_OR_RETURN(vc.interrupt_remapping, OnOffOption(spec, index, "intremap", true));
   ASSIGN_OR_RETURN(vc.extended_interrupt_mode, OnOffOption(spec, index, "eim", true));

@@ -20,7 +20,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "emu/run/bench_runner.h"
 #include "emu/run/campaign.h"
 #include "emu/cpu/cpu_model.h"
@@ -542,8 +541,7 @@ int RunCommand(const char* program, const std::string& cmd, std::vector<std::str
                                   .json = absl::GetFlag(FLAGS_json),
                                   .min_time = absl::GetFlag(FLAGS_min_time)});
   }
-  std::cerr << "irqlab: unknown command \"" << cmd << "\"; see irqlab --help\n";
-  return kExitUsage;
+  return kExitUsage;  // not reached: IrqlabMain accepts only IsCommand(cmd)
 }
 
 bool IsCommand(std::string_view cmd) {
